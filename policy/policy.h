@@ -133,6 +133,8 @@ int policy_set_new_builtin(PolicySet **ret);
  * one name are an error. Any error: -EINVAL, nothing returned, errors filled, so the caller keeps its last
  * good set. A missing dir is not an error. */
 int policy_set_load_dir(const char *dir, PolicySet **ret, PolicyErrors *errors);
+/* Like policy_set_load_dir() for an explicit list of files (migctl policy check), built-ins optional. */
+int policy_set_load_files(char *const *paths, bool with_builtins, PolicySet **ret, PolicyErrors *errors);
 PolicySet *policy_set_free(PolicySet *s);
 void policy_set_freep(PolicySet **s);
 const Policy *policy_set_find(const PolicySet *s, const char *name);
