@@ -55,6 +55,7 @@ typedef struct Plan {
         MigCaps caps;
         bool precopy; /* resolved from the policy's off/auto/required and the flags */
         bool p2p;
+        bool postcopy; /* the destination runs in RESUMING|RUNNING (v1 only) */
         PlanStep *steps[_PLAN_ROLE_MAX];
         size_t n_steps[_PLAN_ROLE_MAX];
 } Plan;
