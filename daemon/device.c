@@ -157,3 +157,32 @@ int device_walk_to(Device *d, MigState target, int *ret_data_fd) {
                 *ret_data_fd = TAKE_FD(last_fd);
         return 0;
 }
+
+int device_set_irqs(Device *d, IrqIndex index, uint32_t start, uint32_t count, const int *eventfds) {
+        uint32_t enabled = 0;
+        int r;
+
+        assert(d);
+        assert(index >= 0 && index < _IRQ_INDEX_MAX);
+
+        r = d->ops->set_irqs(d, index, start, count, eventfds);
+        if (r < 0)
+                return r;
+        for (uint32_t i = 0; i < count; i++)
+                enabled += eventfds[i] >= 0;
+        d->irq_enabled[index] = start == 0 ? enabled : d->irq_enabled[index] + enabled;
+        return 0;
+}
+
+int device_disable_irqs(Device *d, IrqIndex index) {
+        int r;
+
+        assert(d);
+        assert(index >= 0 && index < _IRQ_INDEX_MAX);
+
+        r = d->ops->disable_irqs(d, index);
+        if (r < 0)
+                return r;
+        d->irq_enabled[index] = 0;
+        return 0;
+}

@@ -67,6 +67,7 @@ struct Device {
         DeviceInfo info;          /* filled by device_open() */
         MigState state;           /* last state the backend reported or reached */
         bool busy;                /* a migration owns the device */
+        uint32_t irq_enabled[_IRQ_INDEX_MAX]; /* vectors with a trigger, as the last set_irqs/disable left them */
         DeviceStateChanged on_state_changed;
         void *userdata;
 };
@@ -82,5 +83,8 @@ int device_set_state(Device *d, MigState to, int *ret_data_fd);
 /* The whole path to target, one arc at a time (as the kernel would walk it). The data fd of the last arc
  * that returned one is handed back. */
 int device_walk_to(Device *d, MigState target, int *ret_data_fd);
+/* SET_IRQS through the backend, remembering how many vectors have triggers (VFIO cannot be asked). */
+int device_set_irqs(Device *d, IrqIndex index, uint32_t start, uint32_t count, const int *eventfds);
+int device_disable_irqs(Device *d, IrqIndex index);
 /* Re-reads the state from the backend (after an error the device may be in ERROR). */
 int device_refresh_state(Device *d);
