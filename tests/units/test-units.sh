@@ -36,7 +36,12 @@ else
     not_ok "sysusers.d entry" "$out"
 fi
 
+# tmpfiles resolves the group inside --root, as on a system where sysusers.d already ran.
+mkdir -p "$tmp/root/etc"
+printf 'root:x:0:0::/root:/bin/sh\n' > "$tmp/root/etc/passwd"
+printf 'root:x:0:\nmigd:x:990:\n' > "$tmp/root/etc/group"
 if out=$(systemd-tmpfiles --root="$tmp/root" --create "$src/units/tmpfiles-migd.conf" 2>&1) &&
+   [ "$(stat -c %g "$tmp/root/var/lib/migd")" = 990 ] &&
    [ "$(stat -c %a "$tmp/root/var/lib/migd")" = 750 ] && [ -d "$tmp/root/etc/migd/policy.d" ]; then
     ok "tmpfiles.d creates /var/lib/migd 0750 and /etc/migd/policy.d"
 else
