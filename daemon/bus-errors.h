@@ -15,6 +15,7 @@
 #define MIGD_ERROR_PEER_UNREACHABLE  "org.vfiomig.Migd1.Error.PeerUnreachable"
 #define MIGD_ERROR_NOT_PERMITTED     "org.vfiomig.Migd1.Error.NotPermitted"
 #define MIGD_ERROR_NOT_SUPPORTED     "org.vfiomig.Migd1.Error.NotSupported"
+#define MIGD_ERROR_PAST_COMMIT       "org.vfiomig.Migd1.Error.PastCommitPoint"
 
 /* Terminated by SD_BUS_ERROR_MAP_END; both the daemon and clients register it with sd_bus_error_add_map(). */
 extern const sd_bus_error_map migd_bus_error_map[];

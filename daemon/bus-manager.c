@@ -7,6 +7,7 @@
 #include "bus-device.h"
 #include "bus-errors.h"
 #include "bus-manager.h"
+#include "engine.h"
 #include "bus-migration.h"
 #include "config.h"
 #include "log.h"
@@ -182,6 +183,78 @@ static int method_get_device(sd_bus_message *message, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(message, "o", path);
 }
 
+/* a{sv} options of StartMigration: only string values, only the keys the engine knows. */
+static int read_start_options(sd_bus_message *message, struct json_object **ret, sd_bus_error *error) {
+        _cleanup_json_ struct json_object *o = json_object_new_object();
+        static const char *const known[] = { "target", "policy", "precopy" };
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(message, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(message, 'e', "sv")) > 0) {
+                const char *key, *value;
+                bool ok = false;
+
+                r = sd_bus_message_read(message, "s", &key);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                        ok = ok || streq(key, known[i]);
+                if (!ok)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown option '%s' (allowed: target, policy, precopy).", key);
+                r = sd_bus_message_enter_container(message, 'v', "s");
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a string.",
+                                                 key);
+                r = sd_bus_message_read(message, "s", &value);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(message);
+                if (r < 0)
+                        return r;
+                if (value[0])
+                        json_object_object_add(o, key, json_object_new_string(value));
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(message);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+static int method_start_migration(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_json_ struct json_object *options = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *device, *destination;
+        char action[512];
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_read(message, "ss", &device, &destination);
+        if (r < 0)
+                return r;
+        r = read_start_options(message, &options, error);
+        if (r < 0)
+                return r;
+        snprintf(action, sizeof(action), "Migrating %s to %s", device, destination);
+        r = bus_verify_admin(m, message, action, error);
+        if (r < 0)
+                return r;
+        r = engine_start_migration(m->engine, device, destination, options, &path, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(message, "o", path);
+}
+
 static int method_reload(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         int r;
@@ -247,6 +320,8 @@ const sd_bus_vtable bus_manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetDevice", SD_BUS_ARGS("s", id), SD_BUS_RESULT("o", path), method_get_device,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartMigration", SD_BUS_ARGS("s", device, "s", destination, "a{sv}", options),
+                                SD_BUS_RESULT("o", migration), method_start_migration, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Describe", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json), method_describe,

@@ -6,6 +6,7 @@
 #include "bus-access.h"
 #include "bus-errors.h"
 #include "bus-migration.h"
+#include "engine.h"
 #include "log.h"
 #include "util.h"
 
@@ -31,6 +32,28 @@ static int method_cancel(sd_bus_message *message, void *userdata, sd_bus_error *
                 return sd_bus_error_setf(error, MIGD_ERROR_NOT_SUPPORTED, "Migration %s cannot be cancelled.",
                                          mig->id);
         r = mig->cancel(mig, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(message, NULL);
+}
+
+static int method_resolve(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Migration *mig = userdata;
+        const char *decision;
+        char action[256];
+        int r;
+
+        r = sd_bus_message_read(message, "s", &decision);
+        if (r < 0)
+                return r;
+        if (!streq(decision, "commit") && !streq(decision, "abort"))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Decision must be \"commit\" or \"abort\", not \"%s\".", decision);
+        snprintf(action, sizeof(action), "Resolving migration %s", mig->id);
+        r = bus_verify_admin(mig->manager, message, action, error);
+        if (r < 0)
+                return r;
+        r = engine_resolve(mig->manager->engine, mig->id, streq(decision, "commit"), error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(message, NULL);
@@ -68,6 +91,8 @@ const sd_bus_vtable bus_migration_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Cancel", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_cancel,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetTimeline", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json), method_get_timeline,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Resolve", SD_BUS_ARGS("s", decision), SD_BUS_NO_RESULT, method_resolve,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };

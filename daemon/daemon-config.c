@@ -260,6 +260,45 @@ static int parse_listen(Parser *p, const char *key, const char *value) {
         return replace_string(&p->config->peer_listen, value);
 }
 
+static int parse_peer_name(Parser *p, const char *key, const char *value) {
+        if (value[0] == '\0' || strlen(value) > 253 || strpbrk(value, " \t/"))
+                return parser_error(p, key, "\"%s\" is not a host name (allowed: a DNS name or an address)", value);
+        return replace_string(&p->config->peer_name, value);
+}
+
+static int parse_certificate_directory(Parser *p, const char *key, const char *value) {
+        return parse_directory(p, key, value, &p->config->pki_dir);
+}
+
+/* "msix", "msix:2,intx" or "none": what a guest driver had enabled, each index at most its vector count. */
+static int parse_guest_interrupts(Parser *p, const char *key, const char *value) {
+        _cleanup_strv_free_ char **words = NULL;
+        SimConfig *s = parser_sim(p);
+        uint32_t counts[_IRQ_INDEX_MAX] = {};
+        int r;
+
+        r = strv_split(value, ", ", &words);
+        if (r < 0)
+                return r;
+        for (char **w = words; *w; w++) {
+                char *colon = strchr(*w, ':');
+                uint64_t n = UINT32_MAX;
+                IrqIndex idx;
+
+                if (streq(*w, "none"))
+                        continue;
+                if (colon)
+                        *colon = '\0';
+                idx = irq_index_from_string(*w);
+                if (idx < 0 || (colon && (parse_u64_range(colon + 1, 2048, &n) < 0 || n == 0)))
+                        return parser_error(p, key, "bad item \"%s%s%s\" (allowed: none, or a list of intx, msi, msix, "
+                                            "each optionally :COUNT)", *w, colon ? ":" : "", colon ? colon + 1 : "");
+                counts[idx] = (uint32_t) n;
+        }
+        memcpy(s->guest_irq_count, counts, sizeof(counts));
+        return 0;
+}
+
 static int parse_insecure(Parser *p, const char *key, const char *value) {
         if (parse_bool(value, &p->config->peer_insecure) < 0)
                 return parser_error(p, key, "\"%s\" is not a boolean (allowed: yes, no, true, false, 1, 0, on, off)",
@@ -395,6 +434,8 @@ static const KeyTable daemon_keys[] = {
 static const KeyTable peer_keys[] = {
         { "Listen", parse_listen },
         { "Insecure", parse_insecure },
+        { "CertificateDirectory", parse_certificate_directory },
+        { "Name", parse_peer_name },
         {},
 };
 
@@ -411,6 +452,7 @@ static const KeyTable sim_device_keys[] = {
         { "MSIVectors", parse_msi_vectors },
         { "INTx", parse_intx },
         { "Quirks", parse_quirks },
+        { "GuestInterrupts", parse_guest_interrupts },
         {},
 };
 
@@ -608,7 +650,8 @@ int config_new_default(Config **ret) {
         c->state_dir = strdup(MIGD_STATE_DIR);
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
         c->peer_listen = strdup(DEFAULT_PEER_LISTEN);
-        if (!c->policy_dir || !c->state_dir || !c->admin_group || !c->peer_listen)
+        c->pki_dir = strdup(MIGD_PKI_DIR);
+        if (!c->policy_dir || !c->state_dir || !c->admin_group || !c->peer_listen || !c->pki_dir)
                 return -ENOMEM;
         r = strv_split("sim vfio", " ", &c->backends);
         if (r < 0)
@@ -673,6 +716,8 @@ Config *config_free(Config *c) {
         strv_free(c->backends);
         free(c->admin_group);
         free(c->peer_listen);
+        free(c->pki_dir);
+        free(c->peer_name);
         for (size_t i = 0; i < c->n_sim_devices; i++)
                 sim_config_done(&c->sim_devices[i]);
         free(c->sim_devices);
@@ -715,6 +760,7 @@ bool sim_config_equal(const SimConfig *a, const SimConfig *b) {
                a->mig_flags == b->mig_flags && a->uapi == b->uapi && a->state_size == b->state_size &&
                a->dirty_rate == b->dirty_rate &&
                memcmp(a->irq_count, b->irq_count, sizeof(a->irq_count)) == 0 &&
+               memcmp(a->guest_irq_count, b->guest_irq_count, sizeof(a->guest_irq_count)) == 0 &&
                a->irq_in_stream == b->irq_in_stream && a->irq_while_stopped == b->irq_while_stopped &&
                arc_quirks_equal(a->fail_arcs, a->n_fail_arcs, b->fail_arcs, b->n_fail_arcs) &&
                arc_quirks_equal(a->slow_arcs, a->n_slow_arcs, b->slow_arcs, b->n_slow_arcs);

@@ -16,6 +16,8 @@ typedef struct Config {
         char *admin_group;
         char *peer_listen;   /* "HOST:PORT" */
         bool peer_insecure;
+        char *pki_dir;
+        char *peer_name;     /* this host's name as peers and certificates know it; NULL: the hostname */       /* ca-cert.pem, server-cert.pem, … as libvirt lays them out */
         SimConfig *sim_devices;
         size_t n_sim_devices;
 } Config;

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "engine.h"
 #include "sim.h"
 #include "util.h"
 
@@ -53,6 +54,8 @@ int manager_new(sd_event *event, Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* Workers use devices and migrations: they stop first. */
+        engine_free(m->engine);
         for (size_t i = 0; i < m->n_migrations; i++)
                 migration_free(m->migrations[i]);
         free(m->migrations);
@@ -153,6 +156,23 @@ static int mkdir_parents_and_self(const char *path, mode_t mode) {
         return 0;
 }
 
+/* migd plays the VMM of a simulated device: the vectors a guest had enabled get eventfds migd watches. */
+static void manager_configure_guest_interrupts(Manager *m, Device *d, const SimConfig *c) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++) {
+                uint32_t n = c->guest_irq_count[idx];
+                int r;
+
+                if (n == 0 || d->irq_enabled[idx] > 0)
+                        continue;
+                if (n > d->info.irq_count[idx])
+                        n = d->info.irq_count[idx];
+                r = n > 0 ? engine_configure_guest_interrupts(m->engine, d, idx, n) : 0;
+                if (r < 0)
+                        log_full(LOG_WARNING, r, NULL, d->id, NULL, "Cannot configure the guest's %s interrupts: %m",
+                                 irq_index_to_string(idx));
+        }
+}
+
 static int manager_add_sim_device(Manager *m, const SimConfig *c) {
         _cleanup_(device_freep) Device *d = NULL;
         _cleanup_free_ char *record_dir = NULL;
@@ -179,6 +199,7 @@ static int manager_add_sim_device(Manager *m, const SimConfig *c) {
         d->on_state_changed = on_device_state_changed;
         d->userdata = m;
         m->devices[m->n_devices++] = d;
+        manager_configure_guest_interrupts(m, d, c);
 
         log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_ADDED, "Added %s device (driver %s, state %s).",
                    d->ops->name, strna(d->info.driver), strna(mig_state_to_string(d->state)));
@@ -292,6 +313,12 @@ int manager_startup(Manager *m, char **ret_error) {
         }
         if (!m->config->path)
                 log_info("%s does not exist, using built-in defaults.", m->config_file);
+        r = engine_new(m, &m->engine);
+        if (r < 0) {
+                if (asprintf(ret_error, "cannot set up the migration engine: %s", strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
         manager_apply_devices(m, NULL);
         return 0;
 }

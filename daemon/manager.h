@@ -30,6 +30,7 @@ typedef struct Manager {
         size_t n_migrations;
 
         char *hostname;
+        struct Engine *engine;
 } Manager;
 
 int manager_new(sd_event *event, Manager **ret);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "engine.h"
 #include "util.h"
 
 typedef struct Arguments {
@@ -197,6 +198,13 @@ static int run(int argc, char *argv[]) {
                 return 1;
         }
         r = manager_connect_bus(m, args.bus_address, args.user_bus);
+        if (r < 0)
+                return 1;
+        /* What the journal says was under way is settled before anyone can ask. */
+        r = engine_recover(m->engine);
+        if (r < 0)
+                return 1;
+        r = engine_listen(m->engine);
         if (r < 0)
                 return 1;
         r = manager_request_name(m);

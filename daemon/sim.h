@@ -28,6 +28,9 @@ typedef struct SimConfig {
         uint64_t state_size;  /* bytes of device state in the stream, default 4096 */
         uint64_t dirty_rate;  /* bytes per second dirtied while PRE_COPY, default 0 */
         uint32_t irq_count[_IRQ_INDEX_MAX]; /* default intx 1, msi 1, msix 4 */
+        /* Vectors a guest driver had enabled when migd took the device over; migd plays the VMM and owns their
+         * eventfds (daemon only; the device model itself ignores this). Default none: an idle spare. */
+        uint32_t guest_irq_count[_IRQ_INDEX_MAX];
         /* quirks, all off by default */
         bool irq_in_stream;
         bool irq_while_stopped;
