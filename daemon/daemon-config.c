@@ -249,6 +249,10 @@ static int parse_listen(Parser *p, const char *key, const char *value) {
         uint64_t port;
         size_t host_len;
 
+        /* Empty: this host only sends (no incoming migrations). */
+        if (value[0] == '\0')
+                return replace_string(&p->config->peer_listen, "");
+
         if (!colon || colon == value)
                 return parser_error(p, key, "\"%s\" is not HOST:PORT (allowed: e.g. 0.0.0.0:7480, [::]:7480)", value);
         host_len = colon - value;

@@ -186,3 +186,16 @@ int device_disable_irqs(Device *d, IrqIndex index) {
         d->irq_enabled[index] = 0;
         return 0;
 }
+
+int device_reset(Device *d) {
+        int r;
+
+        assert(d);
+
+        r = d->ops->reset(d);
+        if (r < 0)
+                return r;
+        for (IrqIndex i = 0; i < _IRQ_INDEX_MAX; i++)
+                d->irq_enabled[i] = 0;
+        return device_refresh_state(d);
+}

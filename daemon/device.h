@@ -86,5 +86,7 @@ int device_walk_to(Device *d, MigState target, int *ret_data_fd);
 /* SET_IRQS through the backend, remembering how many vectors have triggers (VFIO cannot be asked). */
 int device_set_irqs(Device *d, IrqIndex index, uint32_t start, uint32_t count, const int *eventfds);
 int device_disable_irqs(Device *d, IrqIndex index);
+/* VFIO_DEVICE_RESET: the way out of ERROR. Interrupts are off afterwards. */
+int device_reset(Device *d);
 /* Re-reads the state from the backend (after an error the device may be in ERROR). */
 int device_refresh_state(Device *d);

@@ -200,14 +200,15 @@ static int run(int argc, char *argv[]) {
         r = manager_connect_bus(m, args.bus_address, args.user_bus);
         if (r < 0)
                 return 1;
-        /* What the journal says was under way is settled before anyone can ask. */
+        /* The name first: a second migd must stop before it touches the journal or the peer port. Calls that
+         * arrive meanwhile wait in the queue until recovery is done and the loop runs. */
+        r = manager_request_name(m);
+        if (r < 0)
+                return 1;
         r = engine_recover(m->engine);
         if (r < 0)
                 return 1;
         r = engine_listen(m->engine);
-        if (r < 0)
-                return 1;
-        r = manager_request_name(m);
         if (r < 0)
                 return 1;
 

@@ -15,6 +15,8 @@ BUS_PID=
 MIGD_PID=
 EXTRA_PIDS=
 ADDR=
+# Tests run in parallel: each daemon gets its own peer port.
+PEER_PORT=$((20000 + $$ % 20000))
 tap_n=0
 tap_failed=0
 
@@ -122,14 +124,14 @@ write_config() {
         cat >"$T/policy.d/10-site.json" <<'EOP'
 { "name": "site-sim1", "priority": 10, "irq_restore": "during-resuming", "match": { "name": "sim1" } }
 EOP
-        cat >"$T/migd.conf" <<'EOC'
+        cat >"$T/migd.conf" <<EOC
 [Daemon]
 PolicyDirectory=policy.d
 Backends=sim
 AdminGroup=migd
 
 [Peer]
-Listen=127.0.0.1:7480
+Listen=127.0.0.1:$PEER_PORT
 
 [SimDevice sim0]
 VendorId=0x1b36

@@ -27,7 +27,7 @@ expect_eq "Device.MdevType" 's "mtty-2"' "$(device_property sim2 MdevType)"
 expect_eq "Device.Busy" 'b false' "$(device_property sim0 Busy)"
 expect_eq "Manager.Version" "s \"$("$MIGD" --version | cut -d' ' -f2)\"" \
         "$(busctl --address="$ADDR" get-property org.vfiomig.Migd1 /org/vfiomig/Migd1 org.vfiomig.Migd1.Manager Version)"
-expect_eq "Manager.PeerListen" 's "127.0.0.1:7480"' \
+expect_eq "Manager.PeerListen" "s \"127.0.0.1:$PEER_PORT\"" \
         "$(busctl --address="$ADDR" get-property org.vfiomig.Migd1 /org/vfiomig/Migd1 org.vfiomig.Migd1.Manager PeerListen)"
 expect_eq "Manager.Backends" 'as 1 "sim"' \
         "$(busctl --address="$ADDR" get-property org.vfiomig.Migd1 /org/vfiomig/Migd1 org.vfiomig.Migd1.Manager Backends)"
