@@ -111,6 +111,21 @@ void run_journal_init(Run *r) {
         json_object_object_add(r->journal, "decision", json_object_new_string("none"));
 }
 
+/* Test hook (docs/safety.md): MIGD_TEST_PAUSE="source:load=2000,destination:commit=500" holds a worker for that
+ * many milliseconds as it enters the phase, so the fault suite can kill a daemon in any phase it names. */
+static void run_test_pause(Run *r, MigPhase phase) {
+        const char *spec = getenv("MIGD_TEST_PAUSE");
+        char key[64];
+        const char *at;
+
+        if (!spec)
+                return;
+        snprintf(key, sizeof(key), "%s:%s=", plan_role_to_string(r->role), mig_phase_to_string(phase));
+        at = strstr(spec, key);
+        if (at && (at == spec || at[-1] == ','))
+                usleep((useconds_t) strtoul(at + strlen(key), NULL, 10) * 1000u);
+}
+
 static void run_phase(Run *r, MigPhase phase) {
         struct json_object *ev = run_event_new(r, "phase");
 
@@ -119,6 +134,7 @@ static void run_phase(Run *r, MigPhase phase) {
         post_simple(r, "phase", "phase", json_object_new_string(mig_phase_to_string(phase)));
         log_full(LOG_INFO, 0, MIGD_MESSAGE_MIGRATION_PHASE, r->device_id, r->id, "Phase %s (%s).",
                  mig_phase_to_string(phase), plan_role_to_string(r->role));
+        run_test_pause(r, phase);
 }
 
 static int run_fail(Run *r, int error, const char *format, ...) _printf_(3, 4);
@@ -755,6 +771,7 @@ static struct json_object *device_to_wire(Run *r) {
         _cleanup_strv_free_ char **words = NULL;
 
         json_object_object_add(d, "id", json_object_new_string(r->device_id));
+        json_object_object_add(d, "backend", json_object_new_string(r->device->ops->name));
         json_object_object_add(d, "driver", json_object_new_string(strna(r->device->info.driver)));
         snprintf(vid, sizeof(vid), "0x%04x", r->device->info.vendor_id);
         snprintf(did, sizeof(did), "0x%04x", r->device->info.device_id);
@@ -776,7 +793,18 @@ static struct json_object *device_to_wire(Run *r) {
         return d;
 }
 
+/* Cancel() reads r->conn from the main loop: it is only ever set under the engine's lock. A cancel that came
+ * while connecting is honoured at once. */
+static void run_publish_conn(Run *r, PeerConn *conn) {
+        pthread_mutex_lock(&r->engine->lock);
+        r->conn = conn;
+        if (atomic_load(&r->cancel))
+                peer_conn_abort(conn);
+        pthread_mutex_unlock(&r->engine->lock);
+}
+
 static int run_source_preflight(Run *r) {
+        PeerConn *conn = NULL;
         _cleanup_free_ char *why = NULL;
         _cleanup_json_ struct json_object *ok = NULL;
         struct json_object *msg, *target;
@@ -784,10 +812,11 @@ static int run_source_preflight(Run *r) {
 
         run_phase(r, MIG_PHASE_PREFLIGHT);
         q = peer_connect(r->peer_host, r->peer_port, &r->tls, r->local_name, phase_timeout(r, MIG_PHASE_PREFLIGHT),
-                         &r->conn, &why);
+                         &conn, &why);
         if (q < 0)
                 return run_fail(r, q, "cannot reach %s:%u: %s", r->peer_host, r->peer_port, why ?: strerror(-q));
-        peer_conn_set_silence_timeout(r->conn, r->silence_usec);
+        peer_conn_set_silence_timeout(conn, r->silence_usec);
+        run_publish_conn(r, conn);
         msg = message_new(r, "preflight");
         json_object_object_add(msg, "device", device_to_wire(r));
         target = json_object_object_get(r->options, "target");
@@ -924,9 +953,12 @@ void *run_destination_main(void *userdata) {
         _cleanup_json_ struct json_object *pre = NULL, *ok = NULL, *started = NULL;
         _cleanup_free_ char *why = NULL;
         const char *code = "Failed";
+        PeerConn *conn = NULL;
         int fd = TAKE_FD(r->accepted_fd), q;
 
-        q = peer_accept(fd, &r->tls, r->local_name, 10000000u, &r->conn, &why);
+        q = peer_accept(fd, &r->tls, r->local_name, 10000000u, &conn, &why);
+        if (q >= 0)
+                run_publish_conn(r, conn);
         if (q < 0) {
                 log_full(LOG_WARNING, q, NULL, NULL, NULL, "Refused a peer: %s", why ?: strerror(-q));
                 atomic_store(&r->finished, true);

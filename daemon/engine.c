@@ -317,6 +317,19 @@ static Device *choose_target(Engine *e, struct json_object *pre, char *error, si
                         }
                         continue;
                 }
+                if (!streq(d->ops->name, strna(jstr(dev, "backend"))) ||
+                    (uint64_t) json_object_get_int64(json_object_object_get(dev, "state_size")) != d->info.state_size) {
+                        if (named) {
+                                snprintf(error, error_size,
+                                         "target %s (%s backend, %" PRIu64 " bytes of state) cannot hold the source's "
+                                         "device (%s backend, %" PRId64 " bytes)", named, d->ops->name,
+                                         d->info.state_size, strna(jstr(dev, "backend")),
+                                         json_object_get_int64(json_object_object_get(dev, "state_size")));
+                                *ret_errno = -EINVAL;
+                                return NULL;
+                        }
+                        continue;
+                }
                 if (d->busy || engine_device_in_use(e, d->id) || !idle) {
                         if (named) {
                                 snprintf(error, error_size, "target %s is %s", named,

@@ -13,7 +13,7 @@ failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
 
-echo "1..6"
+echo "1..7"
 
 # verify needs the ExecStart binary to exist: point it at the one just built.
 sed "s|@sbindir@/migd|$build/daemon/migd|" "$src/units/migd.service.in" > "$tmp/migd.service"
@@ -21,6 +21,13 @@ if out=$(systemd-analyze verify --man=no "$tmp/migd.service" 2>&1) && [ -z "$out
     ok "systemd-analyze verify migd.service is clean"
 else
     not_ok "systemd-analyze verify migd.service" "$out"
+fi
+
+cp "$src/units/migd.socket" "$tmp/migd.socket"
+if out=$(systemd-analyze verify --man=no "$tmp/migd.socket" 2>&1) && [ -z "$out" ]; then
+    ok "systemd-analyze verify migd.socket is clean"
+else
+    not_ok "systemd-analyze verify migd.socket" "$out"
 fi
 
 if grep -qx 'Type=notify' "$tmp/migd.service" && grep -qx 'BusName=org.vfiomig.Migd1' "$tmp/migd.service"; then
