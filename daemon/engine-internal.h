@@ -56,6 +56,7 @@ struct Run {
         PeerConn *conn;
         int accepted_fd;               /* destination: the connection to accept, -1 once taken */
         int data_fd;
+        bool stream_complete;          /* destination: data-end arrived and checked */
         struct json_object *options;
         pthread_t thread;
         bool thread_started;
@@ -67,6 +68,7 @@ struct Run {
         struct json_object *timeline;  /* this host's events, sent to the source at the end (destination) */
         /* destination: interrupts to restore, as the source had them */
         uint32_t irq_count[_IRQ_INDEX_MAX];
+        int claim_error;               /* destination: why the main loop found no target (-ENODEV, -EBUSY, -ENOENT) */
         /* progress */
         uint64_t bytes_total;
         uint64_t bytes_done;

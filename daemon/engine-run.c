@@ -435,8 +435,13 @@ static int run_destination_receive(Run *r, const char *until) {
         }
         if (q == -ECANCELED || atomic_load(&r->cancel))
                 return run_fail(r, -ECANCELED, "cancelled");
+        if (q == -ECONNABORTED)
+                return run_expect(r, "(the stream)", MIG_PHASE_LOAD, NULL); /* the peer's error/rollback, queued */
         if (q < 0)
                 return run_fail(r, q, "%s", why ?: strerror(-q));
+        /* 1: the whole stream ended (data-end verified) where pre-copy alone was expected. */
+        if (q > 0)
+                r->stream_complete = true;
         run_progress(r, true);
         return 0;
 }
@@ -651,8 +656,10 @@ static int run_steps(Run *r) {
                                                                 : run_destination_receive(r, "precopy-done");
                                 break;
                         case PLAN_ACTION_TRANSFER:
-                                q = r->role == PLAN_ROLE_SOURCE ? run_source_transfer(r)
-                                                                : run_destination_receive(r, NULL);
+                                if (r->role == PLAN_ROLE_SOURCE)
+                                        q = run_source_transfer(r);
+                                else if (!r->stream_complete)
+                                        q = run_destination_receive(r, NULL);
                                 break;
                         case PLAN_ACTION_VERIFY:
                                 q = run_verify(r);
@@ -945,7 +952,7 @@ static int run_claim_target(Run *r, struct json_object *pre) {
         close(efd);
         if (q < 0)
                 return q;
-        return r->device ? 0 : -ENODEV;
+        return r->device ? 0 : r->claim_error;
 }
 
 void *run_destination_main(void *userdata) {
@@ -994,7 +1001,8 @@ void *run_destination_main(void *userdata) {
         q = run_claim_target(r, pre);
         if (q < 0) {
                 run_fail(r, q, "%s", r->error[0] ? r->error : "no matching target device");
-                code = q == -EBUSY ? "Busy" : "NoSuchDevice";
+                code = q == -EBUSY ? "Busy" : q == -ENOENT ? "NoSuchPolicy" : q == -EINVAL ? "PolicyViolation"
+                                                                                         : "NoSuchDevice";
                 goto refuse;
         }
         q = run_destination_preflight(r, pre);

@@ -71,6 +71,8 @@ static void engine_join_run(Engine *e, Run *run) {
         }
 }
 
+static void engine_unwatch_all(void);
+
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
@@ -86,6 +88,7 @@ Engine *engine_free(Engine *e) {
                 run_free(e->runs[i]);
         }
         free(e->runs);
+        engine_unwatch_all();
         sd_event_source_disable_unref(e->listen_source);
         sd_event_source_disable_unref(e->queue_source);
         sd_event_source_disable_unref(e->flush_timer);
@@ -374,6 +377,7 @@ found:
         if (!p) {
                 snprintf(run->error, sizeof(run->error), "policy %s is not known on %s",
                          jstr(json_object_object_get(pre, "policy"), "name"), e->hostname);
+                err = -ENOENT;
                 goto reply;
         }
         run->policy = policy_dup(p);
@@ -393,6 +397,8 @@ found:
         engine_take_device(e, d);
         run->device = d;
 reply:
+        if (run)
+                run->claim_error = run->device ? 0 : (err ?: -ENODEV);
         (void) !write(reply_fd, &one, sizeof(one));
 }
 
@@ -438,6 +444,14 @@ static void irq_watch_free(IrqWatch *w) {
         close(w->fd);
         free(w->device_id);
         free(w);
+}
+
+static void engine_unwatch_all(void) {
+        for (size_t i = 0; i < n_watches; i++)
+                irq_watch_free(watches[i]);
+        free(watches);
+        watches = NULL;
+        n_watches = 0;
 }
 
 static Run *run_for_device(Engine *e, const char *device_id) {

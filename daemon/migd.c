@@ -182,6 +182,8 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Cannot set up: %m"), 1;
 
+        /* A device's data fd whose reader went away must give EPIPE to the worker, not kill the daemon. */
+        (void) signal(SIGPIPE, SIG_IGN);
         r = setup_signals(e, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up signal handling: %m"), 1;

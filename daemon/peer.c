@@ -526,6 +526,11 @@ static int tls_credentials_load(const PeerTls *tls, gnutls_certificate_credentia
         return 0;
 }
 
+static void credentials_freep(gnutls_certificate_credentials_t *c) {
+        if (*c)
+                gnutls_certificate_free_credentials(*c);
+}
+
 /* ---- the connection object ---- */
 
 static int conn_new(int fd, bool server, const char *label, PeerConn **ret) {
@@ -784,12 +789,12 @@ static bool is_ip_address(const char *host) {
         return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
 }
 
-static int conn_tls_setup(PeerConn *c, const PeerTls *tls, const char *verify_host, char **error) {
+/* Takes the credentials, also on failure. */
+static int conn_tls_setup(PeerConn *c, gnutls_certificate_credentials_t creds, const PeerTls *tls,
+                          const char *verify_host, char **error) {
         int r;
 
-        r = tls_credentials_load(tls, &c->creds, error);
-        if (r < 0)
-                return r;
+        c->creds = creds;
         c->ca_file = strdup(tls->ca_file);
         if (!c->ca_file)
                 return -ENOMEM;
@@ -808,6 +813,9 @@ static int conn_tls_setup(PeerConn *c, const PeerTls *tls, const char *verify_ho
 
         if (c->server) {
                 gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_REQUIRE);
+                /* Without the list of acceptable CAs a client presents its certificate even when another CA
+                 * signed it, and the refusal can name the real reason instead of "no certificate". */
+                gnutls_certificate_send_x509_rdn_sequence(c->session, 1);
                 /* The claimed name arrives only with the hello: the handshake checks the chain alone. */
                 gnutls_session_set_verify_cert(c->session, NULL, 0);
         } else {
@@ -1703,6 +1711,7 @@ static int server_handshake(PeerConn *c, const char *local_name, uint64_t deadli
 
 int peer_connect(const char *host, uint16_t port, const PeerTls *tls, const char *local_name, uint64_t timeout_usec,
                  PeerConn **ret, char **ret_error) {
+        _cleanup_(credentials_freep) gnutls_certificate_credentials_t creds = NULL;
         _cleanup_(peer_conn_freep) PeerConn *c = NULL;
         _cleanup_free_ char *error = NULL, *label = NULL;
         uint64_t deadline;
@@ -1717,6 +1726,12 @@ int peer_connect(const char *host, uint16_t port, const PeerTls *tls, const char
         label = address_format(host, port);
         if (!label)
                 return -ENOMEM;
+        /* Configuration errors come first, without touching the network. */
+        if (!tls->insecure) {
+                r = tls_credentials_load(tls, &creds, &error);
+                if (r < 0)
+                        return conn_fail(NULL, r, &error, ret_error);
+        }
 
         r = tcp_connect(host, port, label, deadline, timeout_usec, &fd, &error);
         if (r < 0)
@@ -1729,7 +1744,7 @@ int peer_connect(const char *host, uint16_t port, const PeerTls *tls, const char
         if (tls->insecure)
                 log_insecure(c);
         else {
-                r = conn_tls_setup(c, tls, host, &error);
+                r = conn_tls_setup(c, TAKE_PTR(creds), tls, host, &error);
                 if (r < 0)
                         return conn_fail(NULL, r, &error, ret_error);
                 r = conn_tls_handshake(c, deadline, &error);
@@ -1753,6 +1768,7 @@ int peer_connect(const char *host, uint16_t port, const PeerTls *tls, const char
 
 int peer_accept(int fd, const PeerTls *tls, const char *local_name, uint64_t timeout_usec, PeerConn **ret,
                 char **ret_error) {
+        _cleanup_(credentials_freep) gnutls_certificate_credentials_t creds = NULL;
         _cleanup_(peer_conn_freep) PeerConn *c = NULL;
         _cleanup_free_ char *error = NULL, *label = NULL;
         struct sockaddr_storage sa = {};
@@ -1784,9 +1800,12 @@ int peer_accept(int fd, const PeerTls *tls, const char *local_name, uint64_t tim
         if (tls->insecure)
                 log_insecure(c);
         else {
+                r = tls_credentials_load(tls, &creds, &error);
+                if (r < 0)
+                        return conn_fail(NULL, r, &error, ret_error);
                 r = server_refuse_plaintext(c, deadline, &error);
                 if (r >= 0)
-                        r = conn_tls_setup(c, tls, NULL, &error);
+                        r = conn_tls_setup(c, TAKE_PTR(creds), tls, NULL, &error);
                 if (r >= 0)
                         r = conn_tls_handshake(c, deadline, &error);
                 if (r < 0) {

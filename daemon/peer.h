@@ -89,9 +89,10 @@ int peer_stream_receive_until(PeerConn *c, int fd, const char *until_type, uint6
                               void (*on_progress)(uint64_t bytes, void *u), void *userdata, char **ret_error);
 void peer_stream_stats(const PeerConn *c, PeerStreamStats *ret);
 
-/* Additions for the engine and for tests. */
+/* Additions for the engine and for tests. Note: peer_stream_receive_until() returns 0 when until_type arrived
+ * and 1 when the stream ended with a verified data-end instead. */
 
-/* Binds and returns the port of a listening socket (useful after peer_listen("127.0.0.1:0")). */
+/* The port a listening socket is bound to (useful after peer_listen("127.0.0.1:0")). */
 int peer_listen_port(int fd, uint16_t *ret);
 /* How long a connection may stay without any frame from the peer (default 5 s; keepalives come every 1 s)
  * before peer_recv and the stream functions fail with -ETIMEDOUT. */
