@@ -282,7 +282,8 @@ static int run_send_stream(Run *r, bool until_eof, uint64_t timeout_usec) {
                 }
                 q = peer_stream_write(r->conn, buf, n, phase_timeout(r, MIG_PHASE_STOP_COPY));
                 if (q < 0)
-                        return run_fail(r, q, "sending data to %s: %s", r->peer_host, strerror(-q));
+                        return run_fail(r, q, "sending data to %s: %s", r->peer_host,
+                                        peer_conn_last_error(r->conn) ?: strerror(-q));
                 r->bytes_done += n;
                 if (r->bytes_done > r->bytes_total)
                         r->bytes_total = r->bytes_done;
@@ -358,7 +359,7 @@ static int run_send(Run *r, struct json_object *msg, MigPhase phase) {
         if (q < 0)
                 return run_fail(r, q, "sending \"%s\" to %s: %s",
                                 json_object_get_string(json_object_object_get(owned, "type")), r->peer_host,
-                                strerror(-q));
+                                peer_conn_last_error(r->conn) ?: strerror(-q));
         return 0;
 }
 
@@ -404,7 +405,7 @@ static int run_source_transfer(Run *r) {
                 return q;
         q = peer_stream_finish(r->conn, phase_timeout(r, MIG_PHASE_STOP_COPY));
         if (q < 0)
-                return run_fail(r, q, "ending the data stream: %s", strerror(-q));
+                return run_fail(r, q, "ending the data stream: %s", peer_conn_last_error(r->conn) ?: strerror(-q));
         close(r->data_fd);
         r->data_fd = -1;
         r->bytes_total = r->bytes_done;
