@@ -26,6 +26,12 @@ static const Verb verbs[] = {
         { "show", verb_show, "Show one device's properties" },
         { "policies", verb_policies, "List the policies the daemon has loaded" },
         { "policy", verb_policy, "show|check|explain a policy (works without the daemon)" },
+        { "migrate", verb_migrate, "Migrate a device to another host, with live progress" },
+        { "status", verb_status, "List migrations, or show one" },
+        { "watch", verb_watch, "Follow a migration's progress to its end" },
+        { "cancel", verb_cancel, "Cancel a migration before its commit point" },
+        { "resolve", verb_resolve, "Decide an in-doubt migration: --commit or --abort" },
+        { "timeline", verb_timeline, "Draw what happened during a migration, both hosts in time" },
         { "reload", verb_reload, "Make migd re-read its configuration and policies" },
         { "version", verb_version, "Print migctl's version" },
 };
@@ -51,7 +57,7 @@ static void help(FILE *f) {
                 "     --no-color        Never colour the output (also: NO_COLOR set)\n"
                 "\n"
                 "Exit status: 0 ok, 1 failed, 2 usage, 3 policy invalid or violated, 4 peer unreachable,\n"
-                "5 not permitted, 6 no such device/migration/policy, 7 migd not reachable.\n");
+                "5 not permitted, 6 no such device/migration/policy, 7 migd not reachable. See migctl(1).\n");
 }
 
 /* Options may stand anywhere on the line; getopt stops at the verb ("+") and verbs parse their own. */

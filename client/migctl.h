@@ -34,6 +34,12 @@ int verb_devices(int argc, char *argv[], MigctlContext *ctx);
 int verb_show(int argc, char *argv[], MigctlContext *ctx);
 int verb_policies(int argc, char *argv[], MigctlContext *ctx);
 int verb_reload(int argc, char *argv[], MigctlContext *ctx);
+int verb_migrate(int argc, char *argv[], MigctlContext *ctx);
+int verb_status(int argc, char *argv[], MigctlContext *ctx);
+int verb_watch(int argc, char *argv[], MigctlContext *ctx);
+int verb_cancel(int argc, char *argv[], MigctlContext *ctx);
+int verb_resolve(int argc, char *argv[], MigctlContext *ctx);
+int verb_timeline(int argc, char *argv[], MigctlContext *ctx);
 
 /* Connects as the context says: --bus ADDRESS, --user, -H HOST, else the system bus. */
 int migctl_bus_open(const MigctlContext *ctx, sd_bus **ret);
