@@ -76,6 +76,10 @@ static void engine_unwatch_all(void);
 Engine *engine_free(Engine *e) {
         if (!e)
                 return NULL;
+        /* The port goes first, so a migd started right after this one can listen while workers wind down. */
+        e->listen_source = sd_event_source_disable_unref(e->listen_source);
+        if (e->listen_fd >= 0)
+                e->listen_fd = (close(e->listen_fd), -1);
         pthread_mutex_lock(&e->lock);
         for (size_t i = 0; i < e->n_runs; i++) {
                 atomic_store(&e->runs[i]->cancel, true);
