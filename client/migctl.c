@@ -21,6 +21,8 @@ static int verb_version(int argc, char *argv[], MigctlContext *ctx) {
         return MIGCTL_EXIT_OK;
 }
 
+int verb_qualify(int argc, char *argv[], MigctlContext *ctx); /* client/migctl-qualify.c */
+
 static const Verb verbs[] = {
         { "devices", verb_devices, "List the devices migd manages" },
         { "show", verb_show, "Show one device's properties" },
@@ -32,6 +34,7 @@ static const Verb verbs[] = {
         { "cancel", verb_cancel, "Cancel a migration before its commit point" },
         { "resolve", verb_resolve, "Decide an in-doubt migration: --commit or --abort" },
         { "timeline", verb_timeline, "Draw what happened during a migration, both hosts in time" },
+        { "qualify", verb_qualify, "Check a device's migration state machine and interrupts (driver authors)" },
         { "reload", verb_reload, "Make migd re-read its configuration and policies" },
         { "version", verb_version, "Print migctl's version" },
 };

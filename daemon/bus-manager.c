@@ -8,10 +8,12 @@
 #include "bus-errors.h"
 #include "bus-manager.h"
 #include "engine.h"
+#include "libvirt-backend.h"
 #include "bus-migration.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
+#include "vfio-manager.h"
 
 static int reply_json(sd_bus_message *message, struct json_object *j) {
         const char *text;
@@ -186,7 +188,8 @@ static int method_get_device(sd_bus_message *message, void *userdata, sd_bus_err
 /* a{sv} options of StartMigration: only string values, only the keys the engine knows. */
 static int read_start_options(sd_bus_message *message, struct json_object **ret, sd_bus_error *error) {
         _cleanup_json_ struct json_object *o = json_object_new_object();
-        static const char *const known[] = { "target", "policy", "precopy" };
+        /* migrate_uri, bandwidth and tls are for libvirt devices (docs/libvirt.md). */
+        static const char *const known[] = { "target", "policy", "precopy", "migrate_uri", "bandwidth", "tls" };
         int r;
 
         if (!o)
@@ -205,7 +208,8 @@ static int read_start_options(sd_bus_message *message, struct json_object **ret,
                         ok = ok || streq(key, known[i]);
                 if (!ok)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown option '%s' (allowed: target, policy, precopy).", key);
+                                                 "Unknown option '%s' (allowed: target, policy, precopy, "
+                                                 "migrate_uri, bandwidth, tls).", key);
                 r = sd_bus_message_enter_container(message, 'v', "s");
                 if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a string.",
@@ -249,10 +253,50 @@ static int method_start_migration(sd_bus_message *message, void *userdata, sd_bu
         r = bus_verify_admin(m, message, action, error);
         if (r < 0)
                 return r;
-        r = engine_start_migration(m->engine, device, destination, options, &path, error);
+        /* A libvirt device's arcs happen inside QEMU: libvirt's job runs it, not the engine's plan. */
+        if (device_is_libvirt(manager_find_device(m, device)))
+                r = libvirt_start_migration(m, manager_find_device(m, device), destination, options, &path, error);
+        else
+                r = engine_start_migration(m->engine, device, destination, options, &path, error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(message, "o", path);
+}
+
+static int method_check_libvirt_hostdevs(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ char *verdict = NULL;
+        const char *domain, *hostdevs;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_read(message, "ss", &domain, &hostdevs);
+        if (r < 0)
+                return r;
+        /* It records a Migration object, so it is a mutating call like StartMigration. */
+        r = bus_verify_admin(m, message, "Checking a libvirt migration", error);
+        if (r < 0)
+                return r;
+        r = libvirt_check_hostdevs(m, domain, hostdevs, &verdict, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(message, "s", verdict);
+}
+
+static int method_record_libvirt_event(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        const char *domain, *operation, *sub_operation, *extra, *outcome = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_read(message, "ssss", &domain, &operation, &sub_operation, &extra);
+        if (r < 0)
+                return r;
+        r = bus_verify_admin(m, message, "Recording a libvirt event", error);
+        if (r < 0)
+                return r;
+        r = libvirt_record_event(m, domain, operation, sub_operation, extra, &outcome, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(message, "s", outcome);
 }
 
 static int method_reload(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -322,6 +366,20 @@ const sd_bus_vtable bus_manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("StartMigration", SD_BUS_ARGS("s", device, "s", destination, "a{sv}", options),
                                 SD_BUS_RESULT("o", migration), method_start_migration, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CheckLibvirtHostdevs", SD_BUS_ARGS("s", domain, "s", hostdevs),
+                                SD_BUS_RESULT("s", json), method_check_libvirt_hostdevs, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RecordLibvirtEvent",
+                                SD_BUS_ARGS("s", domain, "s", operation, "s", sub_operation, "s", extra),
+                                SD_BUS_RESULT("s", outcome), method_record_libvirt_event, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterDevice",
+                                SD_BUS_ARGS("s", name, "h", device, "a{sah}", interrupts, "a{sv}", options),
+                                SD_BUS_RESULT("o", path), vfio_method_register_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterDevice", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT,
+                                vfio_method_unregister_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DiscoverDevices", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                vfio_method_discover_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("QualifyDevice", SD_BUS_ARGS("s", device, "a{sv}", options), SD_BUS_RESULT("s", json),
+                                vfio_method_qualify_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Describe", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json), method_describe,
@@ -351,6 +409,9 @@ int bus_manager_register(Manager *m) {
         r = bus_migration_register(m);
         if (r < 0)
                 return log_error_errno(r, "Cannot register the migration objects: %m");
+        r = vfio_bus_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the vfio device objects: %m");
         return 0;
 }
 

@@ -25,6 +25,9 @@ typedef enum Section {
         SECTION_DAEMON,
         SECTION_PEER,
         SECTION_SIM_DEVICE,
+        SECTION_LIBVIRT,
+        SECTION_LIBVIRT_DEVICE,
+        SECTION_VFIO_DEVICE,
 } Section;
 
 typedef struct Parser {
@@ -34,6 +37,8 @@ typedef struct Parser {
         Section section;
         char *section_label;  /* as written between the brackets, for messages */
         size_t sim_index;     /* the current [SimDevice] in config->sim_devices */
+        size_t libvirt_index; /* the current [LibvirtDevice] in config->libvirt_devices */
+        size_t vfio_index;    /* the current [VfioDevice] in config->vfio_devices */
         Config *config;
         char *error;
 } Parser;
@@ -277,7 +282,6 @@ static int parse_certificate_directory(Parser *p, const char *key, const char *v
 /* "msix", "msix:2,intx" or "none": what a guest driver had enabled, each index at most its vector count. */
 static int parse_guest_interrupts(Parser *p, const char *key, const char *value) {
         _cleanup_strv_free_ char **words = NULL;
-        SimConfig *s = parser_sim(p);
         uint32_t counts[_IRQ_INDEX_MAX] = {};
         int r;
 
@@ -299,7 +303,9 @@ static int parse_guest_interrupts(Parser *p, const char *key, const char *value)
                                             "each optionally :COUNT)", *w, colon ? ":" : "", colon ? colon + 1 : "");
                 counts[idx] = (uint32_t) n;
         }
-        memcpy(s->guest_irq_count, counts, sizeof(counts));
+        memcpy(p->section == SECTION_VFIO_DEVICE ? p->config->vfio_devices[p->vfio_index].guest_irq_count
+                                                 : parser_sim(p)->guest_irq_count,
+               counts, sizeof(counts));
         return 0;
 }
 
@@ -427,6 +433,74 @@ static int parse_quirks(Parser *p, const char *key, const char *value) {
         return r;
 }
 
+static int parse_libvirt_uri(Parser *p, const char *key, const char *value) {
+        if (value[0] == '\0' || strpbrk(value, " \t") || !strstr(value, ":/"))
+                return parser_error(p, key, "\"%s\" is not a libvirt URI (allowed: e.g. qemu:///system)", value);
+        return replace_string(&p->config->libvirt_uri, value);
+}
+
+static int parse_hook_fail_mode(Parser *p, const char *key, const char *value) {
+        if (!streq(value, "closed") && !streq(value, "open"))
+                return parser_error(p, key, "\"%s\" is not a fail mode (allowed: closed, open)", value);
+        p->config->libvirt_hook_fail_open = streq(value, "open");
+        return 0;
+}
+
+static int parse_hook_timeout(Parser *p, const char *key, const char *value) {
+        uint64_t v;
+
+        if (parse_u64_range(value, 300, &v) < 0 || v == 0)
+                return parser_error(p, key, "\"%s\" is not a number of seconds (allowed: 1…300)", value);
+        p->config->libvirt_hook_timeout_usec = v * 1000000ULL;
+        return 0;
+}
+
+static int parse_libvirt_tls(Parser *p, const char *key, const char *value) {
+        if (parse_bool(value, &p->config->libvirt_tls) < 0)
+                return parser_error(p, key, "\"%s\" is not a boolean (allowed: yes, no, true, false, 1, 0, on, off)",
+                                    value);
+        return 0;
+}
+
+static int parse_libvirt_bandwidth(Parser *p, const char *key, const char *value) {
+        if (parse_u64_range(value, 1048576, &p->config->libvirt_bandwidth_mib) < 0)
+                return parser_error(p, key, "\"%s\" is not a bandwidth in MiB/s (allowed: 0…1048576, 0: unlimited)",
+                                    value);
+        return 0;
+}
+
+static LibvirtDeviceConfig *parser_libvirt(Parser *p) {
+        assert(p->section == SECTION_LIBVIRT_DEVICE);
+        return &p->config->libvirt_devices[p->libvirt_index];
+}
+
+static int parse_libvirt_domain(Parser *p, const char *key, const char *value) {
+        if (value[0] == '\0' || strpbrk(value, "/ \t"))
+                return parser_error(p, key, "\"%s\" is not a domain name (allowed: one word without \"/\")", value);
+        return replace_string(&parser_libvirt(p)->domain, value);
+}
+
+static int parse_libvirt_hostdev(Parser *p, const char *key, const char *value) {
+        LibvirtDeviceConfig *l = parser_libvirt(p);
+
+        if (value[0] == '\0') {
+                free(l->hostdev);
+                l->hostdev = NULL;
+                return 0;
+        }
+        if (strpbrk(value, "/ \t"))
+                return parser_error(p, key, "\"%s\" is not a hostdev (allowed: an alias such as hostdev0, a PCI "
+                                    "address such as 0000:3b:00.1, an mdev UUID, or empty)", value);
+        return replace_string(&l->hostdev, value);
+}
+
+static int parse_irq_state_in_data(Parser *p, const char *key, const char *value) {
+        if (parse_bool(value, &parser_libvirt(p)->irq_state_in_data) < 0)
+                return parser_error(p, key, "\"%s\" is not a boolean (allowed: yes, no, true, false, 1, 0, on, off)",
+                                    value);
+        return 0;
+}
+
 static const KeyTable daemon_keys[] = {
         { "PolicyDirectory", parse_policy_directory },
         { "StateDirectory", parse_state_directory },
@@ -460,6 +534,45 @@ static const KeyTable sim_device_keys[] = {
         {},
 };
 
+static const KeyTable libvirt_keys[] = {
+        { "URI", parse_libvirt_uri },
+        { "HookFailMode", parse_hook_fail_mode },
+        { "HookTimeoutSec", parse_hook_timeout },
+        { "TLS", parse_libvirt_tls },
+        { "Bandwidth", parse_libvirt_bandwidth },
+        {},
+};
+
+static const KeyTable libvirt_device_keys[] = {
+        { "Domain", parse_libvirt_domain },
+        { "Hostdev", parse_libvirt_hostdev },
+        { "InterruptStateInData", parse_irq_state_in_data },
+        {},
+};
+
+static int parse_vfio_path(Parser *p, const char *key, const char *value) {
+        if (value[0] == '\0' || strpbrk(value, " \t"))
+                return parser_error(p, key, "\"%s\" is not a device (allowed: a sysfs path, a PCI address such as "
+                                    "0000:3b:00.1, or an mdev UUID)", value);
+        return replace_string(&p->config->vfio_devices[p->vfio_index].path, value);
+}
+
+static int parse_vfio_access(Parser *p, const char *key, const char *value) {
+        VfioAccess a = vfio_access_from_string(value);
+
+        if (a < 0 || a == VFIO_ACCESS_FD)
+                return parser_error(p, key, "\"%s\" is not an access method (allowed: auto, group, cdev)", value);
+        p->config->vfio_devices[p->vfio_index].access = a;
+        return 0;
+}
+
+static const KeyTable vfio_device_keys[] = {
+        { "Path", parse_vfio_path },
+        { "Access", parse_vfio_access },
+        { "GuestInterrupts", parse_guest_interrupts },
+        {},
+};
+
 static const KeyTable *section_keys(Section s) {
         switch (s) {
         case SECTION_DAEMON:
@@ -468,6 +581,12 @@ static const KeyTable *section_keys(Section s) {
                 return peer_keys;
         case SECTION_SIM_DEVICE:
                 return sim_device_keys;
+        case SECTION_LIBVIRT:
+                return libvirt_keys;
+        case SECTION_LIBVIRT_DEVICE:
+                return libvirt_device_keys;
+        case SECTION_VFIO_DEVICE:
+                return vfio_device_keys;
         default:
                 return NULL;
         }
@@ -515,6 +634,48 @@ static int parser_add_sim_device(Parser *p, const char *name) {
         return 0;
 }
 
+static int parser_add_libvirt_device(Parser *p, const char *name) {
+        Config *c = p->config;
+        LibvirtDeviceConfig *n;
+
+        if (!valid_sim_name(name))
+                return parser_error(p, NULL, "\"%s\" is not a device name (allowed: letters, digits, \"_\", \".\", "
+                                    "\":\", \"-\", at most %d)", name, SIM_NAME_MAX);
+        if (config_find_libvirt_device(c, name) || config_find_sim_device(c, name))
+                return parser_error(p, NULL, "device \"%s\" is declared twice", name);
+        n = reallocarray(c->libvirt_devices, c->n_libvirt_devices + 1, sizeof(LibvirtDeviceConfig));
+        if (!n)
+                return -ENOMEM;
+        c->libvirt_devices = n;
+        /* Unknown devices are assumed to carry interrupt state in their data: the safe assumption. */
+        n[c->n_libvirt_devices] = (LibvirtDeviceConfig) { .name = strdup(name), .irq_state_in_data = true };
+        if (!n[c->n_libvirt_devices].name)
+                return -ENOMEM;
+        p->libvirt_index = c->n_libvirt_devices++;
+        return 0;
+}
+
+static int parser_add_vfio_device(Parser *p, const char *name) {
+        Config *c = p->config;
+        VfioConfig *n;
+        int r;
+
+        if (!valid_sim_name(name))
+                return parser_error(p, NULL, "\"%s\" is not a device name (allowed: letters, digits, \"_\", \".\", "
+                                    "\":\", \"-\", at most %d)", name, SIM_NAME_MAX);
+        if (config_find_vfio_device(c, name) || config_find_sim_device(c, name) || config_find_libvirt_device(c, name))
+                return parser_error(p, NULL, "device \"%s\" is declared twice", name);
+        n = reallocarray(c->vfio_devices, c->n_vfio_devices + 1, sizeof(VfioConfig));
+        if (!n)
+                return -ENOMEM;
+        c->vfio_devices = n;
+        r = vfio_config_init(&n[c->n_vfio_devices], name);
+        if (r < 0)
+                return r;
+        p->vfio_index = c->n_vfio_devices++;
+        return 0;
+}
+
 static int parser_section(Parser *p, char *line) {
         size_t n = strlen(line);
         char *label;
@@ -540,9 +701,26 @@ static int parser_section(Parser *p, char *line) {
                         return parser_error(p, NULL, "a SimDevice section needs a name (allowed: [SimDevice NAME])");
                 p->section = SECTION_SIM_DEVICE;
                 return parser_add_sim_device(p, name);
+        } else if (streq(label, "Libvirt"))
+                p->section = SECTION_LIBVIRT;
+        else if (strncmp(label, "LibvirtDevice", 13) == 0 && (label[13] == ' ' || label[13] == '\0')) {
+                const char *name = label + 13 + strspn(label + 13, " \t");
+
+                if (name[0] == '\0')
+                        return parser_error(p, NULL, "a LibvirtDevice section needs a name (allowed: [LibvirtDevice NAME])");
+                p->section = SECTION_LIBVIRT_DEVICE;
+                return parser_add_libvirt_device(p, name);
+        } else if (strncmp(label, "VfioDevice", 10) == 0 && (label[10] == ' ' || label[10] == '\0')) {
+                const char *name = label + 10 + strspn(label + 10, " \t");
+
+                if (name[0] == '\0')
+                        return parser_error(p, NULL, "a VfioDevice section needs a name (allowed: [VfioDevice NAME])");
+                p->section = SECTION_VFIO_DEVICE;
+                return parser_add_vfio_device(p, name);
         } else {
                 p->section = SECTION_NONE;
-                return parser_error(p, NULL, "unknown section (allowed: Daemon, Peer, SimDevice NAME)");
+                return parser_error(p, NULL, "unknown section (allowed: Daemon, Peer, Libvirt, SimDevice NAME, "
+                                    "VfioDevice NAME, LibvirtDevice NAME)");
         }
         return 0;
 }
@@ -655,12 +833,27 @@ int config_new_default(Config **ret) {
         c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
         c->peer_listen = strdup(DEFAULT_PEER_LISTEN);
         c->pki_dir = strdup(MIGD_PKI_DIR);
-        if (!c->policy_dir || !c->state_dir || !c->admin_group || !c->peer_listen || !c->pki_dir)
+        c->libvirt_uri = strdup("qemu:///system");
+        c->libvirt_hook_timeout_usec = 10 * 1000000ULL;
+        if (!c->policy_dir || !c->state_dir || !c->admin_group || !c->peer_listen || !c->pki_dir || !c->libvirt_uri)
                 return -ENOMEM;
         r = strv_split("sim vfio", " ", &c->backends);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* A section cannot know it is complete until the file ends. */
+static int check_libvirt_devices(Parser *p) {
+        for (size_t i = 0; i < p->config->n_libvirt_devices; i++)
+                if (!p->config->libvirt_devices[i].domain) {
+                        free(p->error);
+                        if (asprintf(&p->error, "%s: [LibvirtDevice %s] Domain: is required (allowed: the libvirt "
+                                     "domain's name)", p->file, p->config->libvirt_devices[i].name) < 0)
+                                p->error = NULL;
+                        return -EINVAL;
+                }
         return 0;
 }
 
@@ -671,6 +864,16 @@ static int config_read(const char *path, FILE *f, Config *c, char **ret_error) {
         r = parser_set_dir(&p, path);
         if (r >= 0)
                 r = config_parse_file(f, &p);
+        if (r >= 0)
+                r = check_libvirt_devices(&p);
+        for (size_t i = 0; r >= 0 && i < c->n_vfio_devices; i++)
+                if (!c->vfio_devices[i].path) {
+                        free(p.error);
+                        if (asprintf(&p.error, "%s: [VfioDevice %s] Path: is required (allowed: a sysfs path, a PCI "
+                                     "address or an mdev UUID)", path, c->vfio_devices[i].name) < 0)
+                                p.error = NULL;
+                        r = -EINVAL;
+                }
         if (r == -EINVAL && ret_error) {
                 *ret_error = p.error;
                 p.error = NULL;
@@ -725,6 +928,16 @@ Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_sim_devices; i++)
                 sim_config_done(&c->sim_devices[i]);
         free(c->sim_devices);
+        for (size_t i = 0; i < c->n_libvirt_devices; i++) {
+                free(c->libvirt_devices[i].name);
+                free(c->libvirt_devices[i].domain);
+                free(c->libvirt_devices[i].hostdev);
+        }
+        free(c->libvirt_devices);
+        for (size_t i = 0; i < c->n_vfio_devices; i++)
+                vfio_config_done(&c->vfio_devices[i]);
+        free(c->vfio_devices);
+        free(c->libvirt_uri);
         free(c);
         return NULL;
 }
@@ -744,6 +957,29 @@ const SimConfig *config_find_sim_device(const Config *c, const char *name) {
                 if (streq(c->sim_devices[i].name, name))
                         return &c->sim_devices[i];
         return NULL;
+}
+
+const LibvirtDeviceConfig *config_find_libvirt_device(const Config *c, const char *name) {
+        assert(c);
+        for (size_t i = 0; i < c->n_libvirt_devices; i++)
+                if (streq(c->libvirt_devices[i].name, name))
+                        return &c->libvirt_devices[i];
+        return NULL;
+}
+
+const VfioConfig *config_find_vfio_device(const Config *c, const char *name) {
+        assert(c);
+        for (size_t i = 0; i < c->n_vfio_devices; i++)
+                if (streq(c->vfio_devices[i].name, name))
+                        return &c->vfio_devices[i];
+        return NULL;
+}
+
+bool libvirt_device_config_equal(const LibvirtDeviceConfig *a, const LibvirtDeviceConfig *b) {
+        assert(a);
+        assert(b);
+        return streq_ptr(a->name, b->name) && streq_ptr(a->domain, b->domain) && streq_ptr(a->hostdev, b->hostdev) &&
+               a->irq_state_in_data == b->irq_state_in_data;
 }
 
 static bool arc_quirks_equal(const SimArcQuirk *a, unsigned na, const SimArcQuirk *b, unsigned nb) {

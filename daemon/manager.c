@@ -18,7 +18,10 @@
 #include "log.h"
 #include "manager.h"
 #include "engine.h"
+#include "libvirt-backend.h"
 #include "sim.h"
+#include "vfio-manager.h"
+#include "vfio.h"
 #include "util.h"
 
 #define SWAP(a, b)                        \
@@ -56,6 +59,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         /* Workers use devices and migrations: they stop first. */
         engine_free(m->engine);
+        libvirt_backend_shutdown(m);
         for (size_t i = 0; i < m->n_migrations; i++)
                 migration_free(m->migrations[i]);
         free(m->migrations);
@@ -223,11 +227,16 @@ static void manager_remove_device(Manager *m, size_t i) {
 static void manager_apply_devices(Manager *m, const Config *old) {
         bool sim = config_has_backend(m->config, "sim");
 
+        libvirt_apply_devices(m, old);
+
         for (size_t i = m->n_devices; i > 0; i--) {
                 Device *d = m->devices[i - 1];
                 const SimConfig *now = sim ? config_find_sim_device(m->config, d->id) : NULL;
                 const SimConfig *before = old ? config_find_sim_device(old, d->id) : NULL;
 
+                /* Other backends' devices come and go with their own sections. */
+                if (device_is_libvirt(d) || device_is_vfio(d))
+                        continue;
                 if (now && before && sim_config_equal(now, before))
                         continue;
                 if (d->busy) {
@@ -238,6 +247,7 @@ static void manager_apply_devices(Manager *m, const Config *old) {
                 manager_remove_device(m, i - 1);
         }
 
+        vfio_apply_devices(m, old);
         if (!sim) {
                 if (m->config->n_sim_devices > 0)
                         log_warning("%zu [SimDevice] sections ignored: Backends= does not list sim.",

@@ -29,7 +29,7 @@ expect_contains "bad value names the section, key and the allowed values" \
         "$T/bad.conf:2: [SimDevice sim0] UAPI: \"3\" is not a migration uAPI version (allowed: 1, 2)" "$out"
 printf '[Frob]\n' >"$T/bad.conf"
 out=$("$MIGD" --config "$T/bad.conf" --bus "$ADDR" --state-dir "$T/state" 2>&1)
-expect_contains "unknown section" "$T/bad.conf:1: [Frob]: unknown section (allowed: Daemon, Peer, SimDevice NAME)" "$out"
+expect_contains "unknown section" "$T/bad.conf:1: [Frob]: unknown section (allowed: Daemon, Peer, Libvirt, SimDevice NAME, VfioDevice NAME, LibvirtDevice NAME)" "$out"
 printf '[SimDevice sim0]\nQuirks=irq-in-stream,teleport\n' >"$T/bad.conf"
 out=$("$MIGD" --config "$T/bad.conf" --bus "$ADDR" --state-dir "$T/state" 2>&1)
 expect_contains "bad quirk names the word" "$T/bad.conf:2: [SimDevice sim0] Quirks: bad quirk \"teleport\"" "$out"
