@@ -69,6 +69,7 @@ struct Device {
         bool busy;                /* a migration owns the device */
         uint32_t irq_enabled[_IRQ_INDEX_MAX]; /* vectors with a trigger, as the last set_irqs/disable left them */
         DeviceStateChanged on_state_changed;
+        DeviceStateChanged saved_on_state_changed; /* the owner's hook while a migration worker holds the device */
         void *userdata;
 };
 

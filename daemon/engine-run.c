@@ -748,8 +748,10 @@ static void run_rollback_destination(Run *r) {
                                 post_simple(r, "irq-unwatch", "index", json_object_new_int(idx));
                         }
         }
-        if (r->journal)
+        if (r->journal) {
+                json_object_object_add(r->journal, "done", json_object_new_boolean(true));
                 (void) run_journal_save(r, "abort");
+        }
 }
 
 static void run_post_done(Run *r, const char *result) {
@@ -1052,6 +1054,7 @@ void *run_destination_main(void *userdata) {
         json_object_object_add(started, "timeline", json_object_get(r->timeline));
         (void) peer_send(r->conn, started, 2000000u);
         r->error[0] = '\0';
+        json_object_object_add(r->journal, "done", json_object_new_boolean(true));
         (void) run_journal_save(r, "commit");
         run_post_done(r, "success");
         return NULL;

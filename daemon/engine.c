@@ -160,9 +160,10 @@ static void engine_remove_run(Engine *e, Run *run) {
         pthread_mutex_unlock(&e->lock);
 }
 
-/* While a worker owns a device, its state changes reach D-Bus through the queue, never from the worker. */
+/* While a worker owns a device, its state changes reach D-Bus through the queue, never from the worker.
+ * d->userdata stays the Manager: D-Bus handlers read it while a migration runs. */
 static void on_worker_state_changed(Device *d, MigState old_state, MigState new_state, void *userdata) {
-        Engine *e = userdata;
+        Engine *e = ((Manager *) userdata)->engine;
         struct json_object *u = json_object_new_object();
 
         json_object_object_add(u, "kind", json_object_new_string("device-state"));
@@ -172,29 +173,18 @@ static void on_worker_state_changed(Device *d, MigState old_state, MigState new_
         engine_post(e, u);
 }
 
-typedef struct DeviceHooks {
-        DeviceStateChanged callback;
-        void *userdata;
-} DeviceHooks;
-
-/* The manager's own hook, restored when the worker lets go of the device. */
-static DeviceHooks manager_hooks;
-
+/* The owner's hook (sim, vfio and libvirt devices each have theirs) runs on the main loop for a worker's changes. */
 static void engine_take_device(Engine *e, Device *d) {
         if (d->on_state_changed != on_worker_state_changed) {
-                manager_hooks.callback = d->on_state_changed;
-                manager_hooks.userdata = d->userdata;
+                d->saved_on_state_changed = d->on_state_changed;
+                d->on_state_changed = on_worker_state_changed;
         }
-        d->on_state_changed = on_worker_state_changed;
-        d->userdata = e;
         manager_device_set_busy(e->manager, d, true);
 }
 
 static void engine_release_device(Engine *e, Device *d, bool busy) {
-        if (d->on_state_changed == on_worker_state_changed) {
-                d->on_state_changed = manager_hooks.callback;
-                d->userdata = manager_hooks.userdata;
-        }
+        if (d->on_state_changed == on_worker_state_changed)
+                d->on_state_changed = d->saved_on_state_changed;
         manager_device_set_busy(e->manager, d, busy);
 }
 
@@ -602,9 +592,9 @@ static void handle_irq_watch(Engine *e, struct json_object *u) {
 static void handle_device_state(Engine *e, struct json_object *u) {
         Device *d = manager_find_device(e->manager, jstr(u, "device"));
 
-        if (d && manager_hooks.callback)
-                manager_hooks.callback(d, json_object_get_int(json_object_object_get(u, "old")),
-                                       json_object_get_int(json_object_object_get(u, "new")), manager_hooks.userdata);
+        if (d && d->saved_on_state_changed)
+                d->saved_on_state_changed(d, json_object_get_int(json_object_object_get(u, "old")),
+                                          json_object_get_int(json_object_object_get(u, "new")), d->userdata);
 }
 
 static void handle_update(Engine *e, struct json_object *u) {
@@ -932,6 +922,9 @@ static void recover_record(Engine *e, const char *id, struct json_object *rec) {
         char text[512];
         int r;
 
+        /* Kept only to answer a source's resolve-query: the device may have moved on since. */
+        if (json_object_get_boolean(json_object_object_get(rec, "done")))
+                return;
         if (!role || !decision || !d) {
                 log_full(LOG_ERR, 0, NULL, jstr(rec, "device"), id, "Journal record names no known device; left as is.");
                 return;
@@ -967,6 +960,7 @@ static void recover_record(Engine *e, const char *id, struct json_object *rec) {
                                 (void) device_disable_irqs(d, idx);
                 r = walk_or_reset(d, MIG_STATE_STOP);
                 json_object_object_add(rec, "decision", json_object_new_string("abort"));
+                json_object_object_add(rec, "done", json_object_new_boolean(true));
                 (void) journal_save(e->journal_dir, id, rec);
                 snprintf(text, sizeof(text), "migd restarted during %s before the commit; the target was released",
                          strna(phase));
@@ -980,6 +974,10 @@ static void recover_record(Engine *e, const char *id, struct json_object *rec) {
                                 (void) engine_configure_guest_interrupts(e, d, idx, n);
                 }
                 r = walk_or_reset(d, MIG_STATE_RUNNING);
+                if (r >= 0) {
+                        json_object_object_add(rec, "done", json_object_new_boolean(true));
+                        (void) journal_save(e->journal_dir, id, rec);
+                }
                 (void) recover_migration_object(e, id, rec, r < 0 ? "failed" : "success",
                                                 r < 0 ? "the committed device could not be started after a restart" : "");
         }

@@ -17,6 +17,9 @@
 #include "vfio-manager.h"
 #include "vfio.h"
 
+/* The daemon's one Manager, for the VfioDevice methods, which are served from a fallback vtable. */
+static Manager *bus_manager;
+
 static void on_state_changed(Device *d, MigState old_state, MigState new_state, void *userdata) {
         static char *const properties[] = { (char *) "State", (char *) "StateBits", NULL };
 
@@ -441,7 +444,7 @@ static int method_read_region(sd_bus_message *message, void *userdata, sd_bus_er
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Argument size: 1…4096, not %" PRIu32 ".",
                                          size);
         /* Reading a UART's receive register consumes data: as much a change as writing. */
-        r = bus_verify_admin(d->userdata, message, "Reading a device region", error);
+        r = bus_verify_admin(bus_manager, message, "Reading a device region", error);
         if (r < 0)
                 return r;
         buf = malloc(size);
@@ -474,7 +477,7 @@ static int method_write_region(sd_bus_message *message, void *userdata, sd_bus_e
         if (size == 0 || size > 4096)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Argument data: 1…4096 bytes, not %zu.",
                                          size);
-        r = bus_verify_admin(d->userdata, message, "Writing a device region", error);
+        r = bus_verify_admin(bus_manager, message, "Writing a device region", error);
         if (r < 0)
                 return r;
         r = vfio_device_region_write(d, region, offset, data, size);
@@ -486,7 +489,7 @@ static int method_write_region(sd_bus_message *message, void *userdata, sd_bus_e
 static int method_interrupt_signals(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         _cleanup_json_ struct json_object *o = json_object_new_object();
         Device *d = userdata;
-        Manager *m = d->userdata;
+        Manager *m = bus_manager;
 
         if (!o)
                 return -ENOMEM;
@@ -542,6 +545,7 @@ static int vfio_object_find(sd_bus *bus, const char *path, const char *interface
 }
 
 int vfio_bus_register(Manager *m) {
+        bus_manager = m;
         return sd_bus_add_fallback_vtable(m->bus, NULL, MIGD_DEVICE_PREFIX, MIGD_VFIO_DEVICE_INTERFACE,
                                           bus_vfio_device_vtable, vfio_object_find, m);
 }

@@ -13,6 +13,7 @@
 #include "bus-device.h"
 #include "bus-manager.h"
 #include "bus-migration.h"
+#include "vfio-manager.h"
 #include "config.h"
 
 #define IFACE_PREFIX "org.vfiomig.Migd1."
@@ -21,6 +22,7 @@ static const char *const interfaces[] = {
         "org.vfiomig.Migd1.Manager",
         "org.vfiomig.Migd1.Device",
         "org.vfiomig.Migd1.SimDevice",
+        "org.vfiomig.Migd1.VfioDevice",
         "org.vfiomig.Migd1.Migration",
 };
 
@@ -64,6 +66,8 @@ static void served_start(Served *s) {
                                                  bus_device_vtable, NULL), >=, 0);
         g_assert_cmpint(sd_bus_add_object_vtable(s->server, NULL, MIGD_DEVICE_PREFIX "/x", MIGD_SIM_DEVICE_INTERFACE,
                                                  bus_sim_device_vtable, NULL), >=, 0);
+        g_assert_cmpint(sd_bus_add_object_vtable(s->server, NULL, MIGD_DEVICE_PREFIX "/x", MIGD_VFIO_DEVICE_INTERFACE,
+                                                 bus_vfio_device_vtable, NULL), >=, 0);
         g_assert_cmpint(sd_bus_add_object_vtable(s->server, NULL, MIGD_MIGRATION_PREFIX "/x",
                                                  MIGD_MIGRATION_INTERFACE, bus_migration_vtable, NULL), >=, 0);
         g_assert_cmpint(sd_bus_start(s->server), >=, 0);

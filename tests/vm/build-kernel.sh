@@ -49,6 +49,8 @@ src=$out/src
 rm -rf "$src"
 mkdir -p "$src"
 echo "build-kernel: unpacking $tarball (package $pkgver) into $src" >&2
+# Documentation is most of the tarball but not needed, except Documentation/Kconfig (which Kconfig sources):
+# the pattern drops every entry in it whose name does not end in "g".
 tar -xJf "$tarball" -C "$src" --strip-components=1 \
     --exclude='*/Documentation/*[!g]' --exclude='*/tools/testing' --exclude='*/tools/perf'
 

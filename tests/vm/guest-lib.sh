@@ -8,7 +8,7 @@ PIDS=()
 FAILED=0
 ok() { echo "@@TAP ok $*"; }
 not_ok() { echo "@@TAP not ok $*"; FAILED=1; }
-diag() { echo "@@TAP # $*"; }
+diag() { echo "@@TAP # [$(cut -d" " -f1 /proc/uptime)s] $*"; }
 check() {
         local what=$1
         shift

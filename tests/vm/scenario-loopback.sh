@@ -43,6 +43,11 @@ round() {
                 not_ok "$policy: $from -> $to migrated"
                 sed 's/^/@@TAP # /' "/tmp/migrate-$from-$policy.log" | tail -n 20
         fi
+        # migctl returns when the source is done; the destination lets go of its device a moment later.
+        for _ in $(seq 100); do
+                [ "$(device_prop "$to_bus" "$to" Busy)" = false ] && break
+                sleep 0.1
+        done
         expect_eq "$policy: destination $to RUNNING" RUNNING "$(device_prop "$to_bus" "$to" State)"
         expect_eq "$policy: source $from stopped" STOP "$(device_prop "$from_bus" "$from" State)"
         expect_eq "$policy: scratch register survived" "$scr" "$(read_reg "$to_bus" "$to" 0 7)"

@@ -23,6 +23,7 @@ for pair in tsw:77:11:stop-window tqc:88:22:qemu-compatible; do
                         [ "$(device_prop d "$dev" Busy)" = false ] && [ "$(device_prop d "$dev" State)" = RUNNING ] && break
                 sleep 0.2
         done
+        diag "ready for $dev"
         expect_eq "destination: $dev RUNNING ($policy)" RUNNING "$(device_prop d "$dev" State)"
         expect_eq "destination: $dev scratch register from the other host" "$scr" "$(read_reg d "$dev" 0 7)"
         expect_eq "destination: $dev line control from the other host" "$lcr" "$(read_reg d "$dev" 0 3)"

@@ -22,9 +22,11 @@ write_reg s sw 0 7 77 && write_reg s sw 0 3 11
 write_reg s qc 0 7 88 && write_reg s qc 0 3 22
 # The destination VM boots at the same time: wait until its migd listens.
 for _ in $(seq 300); do
-        (exec 3<>/dev/tcp/10.0.2.2/7480) 2>/dev/null && break
+        # Bounded: a connect to a VM still booting could sit in SYN retries for minutes.
+        timeout 2 bash -c 'exec 3<>/dev/tcp/10.0.2.2/7480' 2>/dev/null && break
         sleep 0.2
 done
+diag "destination reachable"
 for pair in sw:stop-window qc:qemu-compatible; do
         dev=${pair%%:*} policy=${pair#*:}
         if "$MIGCTL" --bus "$ADDR_s" migrate "$dev" --to 10.0.2.2:7480 --target "t$dev" --policy "$policy" \
