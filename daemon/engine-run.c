@@ -688,10 +688,9 @@ static int run_steps(Run *r) {
         return 0;
 }
 
-/* Before the commit point: the source device runs again with the interrupts it never lost. */
-static void run_rollback_source(Run *r) {
+/* Both sides: record why, tell the peer (best effort), and end the device's data stream. */
+static void run_rollback_begin(Run *r) {
         struct json_object *ev = run_event_new(r, "rollback");
-        int q;
 
         json_object_object_add(ev, "reason", json_object_new_string(r->error));
         run_emit(r, ev);
@@ -706,11 +705,25 @@ static void run_rollback_source(Run *r) {
                 close(r->data_fd);
                 r->data_fd = -1;
         }
-        q = device_refresh_state(r->device);
+}
+
+/* What the device says now is the truth; from ERROR only a reset leads anywhere (its state is lost). */
+static int run_leave_error(Run *r) {
+        int q = device_refresh_state(r->device);
+
         if (q >= 0 && r->device->state == MIG_STATE_ERROR) {
                 log_full(LOG_ERR, 0, NULL, r->device_id, r->id, "Device in ERROR during rollback; resetting it.");
                 q = device_reset(r->device);
         }
+        return q;
+}
+
+/* Before the commit point: the source device runs again with the interrupts it never lost. */
+static void run_rollback_source(Run *r) {
+        int q;
+
+        run_rollback_begin(r);
+        q = run_leave_error(r);
         if (q >= 0)
                 q = run_walk(r, MIG_STATE_RUNNING);
         if (q < 0)
@@ -719,29 +732,13 @@ static void run_rollback_source(Run *r) {
 
 /* The target goes back to STOP with no interrupts: it never ran, and no VM owns it. */
 static void run_rollback_destination(Run *r) {
-        struct json_object *ev = run_event_new(r, "rollback");
         int q;
 
-        json_object_object_add(ev, "reason", json_object_new_string(r->error));
-        run_emit(r, ev);
-        run_phase(r, MIG_PHASE_ROLLBACK);
-        if (r->conn) {
-                struct json_object *m = message_new(r, "rollback");
-                json_object_object_add(m, "reason", json_object_new_string(r->error));
-                (void) peer_send(r->conn, m, 1000000u);
-                json_object_put(m);
-        }
-        if (r->data_fd >= 0) {
-                close(r->data_fd);
-                r->data_fd = -1;
-        }
+        run_rollback_begin(r);
         if (r->device) {
-                q = device_refresh_state(r->device);
-                if (q >= 0 && r->device->state == MIG_STATE_ERROR) {
-                        q = device_reset(r->device);
-                }
-                if (q >= 0 && mig_state_is_running(r->device->state) == false)
-                        q = run_walk(r, MIG_STATE_STOP);
+                q = run_leave_error(r);
+                if (q >= 0 && !mig_state_is_running(r->device->state))
+                        (void) run_walk(r, MIG_STATE_STOP);
                 for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++)
                         if (r->device->irq_enabled[idx]) {
                                 (void) device_disable_irqs(r->device, idx);

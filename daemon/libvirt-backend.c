@@ -240,16 +240,9 @@ const BackendOps libvirt_backend_ops = {
         .disable_irqs = libvirt_disable_irqs,
 };
 
-static void on_state_changed(Device *d, MigState old_state, MigState new_state, void *userdata) {
-        static char *const properties[] = { (char *) "State", (char *) "StateBits", NULL };
-
-        bus_device_emit_changed_strv(userdata, d, (char **) properties);
-}
-
 static int add_device(Manager *m, const LibvirtDeviceConfig *c) {
         _cleanup_(device_freep) Device *d = NULL;
         LibvirtDevice *l;
-        Device **n;
         int r;
 
         l = calloc(1, sizeof(*l));
@@ -272,28 +265,11 @@ static int add_device(Manager *m, const LibvirtDeviceConfig *c) {
         r = device_open(d);
         if (r < 0)
                 return log_full(LOG_ERR, r, NULL, c->name, NULL, "Cannot open the libvirt device: %m");
-        n = reallocarray(m->devices, m->n_devices + 1, sizeof(Device *));
-        if (!n)
-                return -ENOMEM;
-        m->devices = n;
-        d->on_state_changed = on_state_changed;
-        d->userdata = m;
-        m->devices[m->n_devices++] = d;
         log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_ADDED, "Added libvirt device (domain %s, hostdev %s, %s).",
                    c->domain, c->hostdev ?: "none: the whole domain", mig_state_to_string(d->state));
-        bus_device_emit_added(m, TAKE_PTR(d));
-        return 0;
+        return manager_add_device(m, TAKE_PTR(d));
 }
 
-static void remove_device(Manager *m, size_t i) {
-        Device *d = m->devices[i];
-
-        bus_device_emit_removed(m, d);
-        log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_REMOVED, "Removed.");
-        memmove(m->devices + i, m->devices + i + 1, (m->n_devices - i - 1) * sizeof(Device *));
-        m->n_devices--;
-        device_free(d);
-}
 
 void libvirt_apply_devices(Manager *m, const Config *old) {
         bool enabled = config_has_backend(m->config, "libvirt");
@@ -314,7 +290,7 @@ void libvirt_apply_devices(Manager *m, const Config *old) {
                                    "keeping it as it is.");
                         continue;
                 }
-                remove_device(m, i - 1);
+                manager_remove_device(m, i - 1);
         }
         if (!enabled) {
                 if (m->config->n_libvirt_devices > 0)

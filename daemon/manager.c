@@ -180,7 +180,6 @@ static void manager_configure_guest_interrupts(Manager *m, Device *d, const SimC
 static int manager_add_sim_device(Manager *m, const SimConfig *c) {
         _cleanup_(device_freep) Device *d = NULL;
         _cleanup_free_ char *record_dir = NULL;
-        Device **n;
         int r;
 
         if (asprintf(&record_dir, "%s/sim", m->config->state_dir) < 0)
@@ -196,22 +195,32 @@ static int manager_add_sim_device(Manager *m, const SimConfig *c) {
         if (r < 0)
                 return log_full(LOG_ERR, r, NULL, c->name, NULL, "Cannot open the simulated device: %m");
 
+        manager_configure_guest_interrupts(m, d, c);
+        log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_ADDED, "Added %s device (driver %s, state %s).",
+                   d->ops->name, strna(d->info.driver), strna(mig_state_to_string(d->state)));
+        return manager_add_device(m, TAKE_PTR(d));
+}
+
+int manager_add_device(Manager *m, Device *d) {
+        Device **n;
+
+        assert(m);
+        assert(d);
+
         n = reallocarray(m->devices, m->n_devices + 1, sizeof(Device *));
-        if (!n)
+        if (!n) {
+                device_free(d);
                 return -ENOMEM;
+        }
         m->devices = n;
         d->on_state_changed = on_device_state_changed;
         d->userdata = m;
         m->devices[m->n_devices++] = d;
-        manager_configure_guest_interrupts(m, d, c);
-
-        log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_ADDED, "Added %s device (driver %s, state %s).",
-                   d->ops->name, strna(d->info.driver), strna(mig_state_to_string(d->state)));
-        bus_device_emit_added(m, TAKE_PTR(d));
+        bus_device_emit_added(m, d);
         return 0;
 }
 
-static void manager_remove_device(Manager *m, size_t i) {
+void manager_remove_device(Manager *m, size_t i) {
         Device *d = m->devices[i];
 
         /* InterfacesRemoved lists the interfaces, so the object must still be found while it is sent. */

@@ -51,6 +51,10 @@ int manager_reload(Manager *m, sd_bus_error *error);
 void manager_notify_status(Manager *m);
 
 Device *manager_find_device(Manager *m, const char *id);
+/* For every backend. Takes d, also on failure: hooks its state changes to the bus, appends it, announces it. */
+int manager_add_device(Manager *m, Device *d);
+/* Announces the removal while the object can still be found, then frees the device. */
+void manager_remove_device(Manager *m, size_t i);
 Migration *manager_find_migration(Manager *m, const char *id);
 /* The policy the device gets now, NULL when no policy matches. */
 const Policy *manager_device_policy(Manager *m, Device *d);

@@ -20,44 +20,15 @@
 /* The daemon's one Manager, for the VfioDevice methods, which are served from a fallback vtable. */
 static Manager *bus_manager;
 
-static void on_state_changed(Device *d, MigState old_state, MigState new_state, void *userdata) {
-        static char *const properties[] = { (char *) "State", (char *) "StateBits", NULL };
-
-        log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_STATE, "State %s -> %s.",
-                   strna(mig_state_to_string(old_state)), strna(mig_state_to_string(new_state)));
-        bus_device_emit_changed_strv(userdata, d, (char **) properties);
-}
-
 /* Takes d. The device is on the bus when this returns 0. */
 static int adopt_device(Manager *m, Device *d) {
-        Device **n;
-
-        n = reallocarray(m->devices, m->n_devices + 1, sizeof(Device *));
-        if (!n) {
-                device_free(d);
-                return -ENOMEM;
-        }
-        m->devices = n;
-        d->on_state_changed = on_state_changed;
-        d->userdata = m;
-        m->devices[m->n_devices++] = d;
         log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_ADDED,
                    "Added vfio device (driver %s, %04x:%04x, flags 0x%x, %s, state %s).", strna(d->info.driver),
                    d->info.vendor_id, d->info.device_id, d->info.mig_flags,
                    vfio_access_to_string(vfio_device_access(d)), strna(mig_state_to_string(d->state)));
-        bus_device_emit_added(m, d);
-        return 0;
+        return manager_add_device(m, d);
 }
 
-static void remove_device(Manager *m, size_t i) {
-        Device *d = m->devices[i];
-
-        bus_device_emit_removed(m, d);
-        log_device(LOG_INFO, d->id, MIGD_MESSAGE_DEVICE_REMOVED, "Removed.");
-        memmove(m->devices + i, m->devices + i + 1, (m->n_devices - i - 1) * sizeof(Device *));
-        m->n_devices--;
-        device_free(d);
-}
 
 /* migd plays the VMM, as for sim devices: the guest's vectors get eventfds the engine watches. */
 static void configure_guest_interrupts(Manager *m, Device *d, const uint32_t *counts) {
@@ -110,7 +81,7 @@ void vfio_apply_devices(Manager *m, const Config *old) {
                                    "keeping it as it is.");
                         continue;
                 }
-                remove_device(m, i - 1);
+                manager_remove_device(m, i - 1);
         }
         if (!enabled) {
                 if (m->config->n_vfio_devices > 0)
@@ -300,7 +271,7 @@ int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_
                 goto finish;
         r = apply_handed_irqs(m, d, &h, error);
         if (r < 0) {
-                remove_device(m, m->n_devices - 1);
+                manager_remove_device(m, m->n_devices - 1);
                 goto finish;
         }
         r = bus_device_path(d, &path);
@@ -342,7 +313,7 @@ int vfio_method_unregister_device(sd_bus_message *message, void *userdata, sd_bu
                         json_object_object_add(u, "index", json_object_new_int(idx));
                         engine_post(m->engine, u);
                 }
-                remove_device(m, i);
+                manager_remove_device(m, i);
                 return sd_bus_reply_method_return(message, NULL);
         }
         return sd_bus_error_setf(error, MIGD_ERROR_NO_SUCH_DEVICE, "No device '%s'.", name);
