@@ -6,8 +6,21 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-for d in /tmp /run /var/tmp /root; do
+mount -t tmpfs -o mode=1777 tmpfs /run
+# A checkout or build under the host's /tmp (CI clones may live there) must stay visible under the guest's
+# private /tmp: keep the host's /tmp reachable and bind those trees back into place.
+mkdir -p /run/host-tmp
+mount --bind /tmp /run/host-tmp
+for d in /tmp /var/tmp /root; do
         mount -t tmpfs -o mode=1777 tmpfs "$d"
+done
+for tree in "$MIGD_SOURCE_ROOT" "$MIGD_BUILD_ROOT"; do
+        case $tree in
+        /tmp/*)
+                mkdir -p "$tree"
+                mount --bind "/run/host-tmp/${tree#/tmp/}" "$tree"
+                ;;
+        esac
 done
 export HOME=/root TMPDIR=/tmp
 hostname "${MIGD_HOST:-vm}"

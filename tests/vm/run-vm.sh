@@ -85,6 +85,13 @@ for console in "$T"/*.console; do
         done <"$console"
 done
 [ -f "$MIGD_BUILD_ROOT/qualify-mtty.txt.new" ] && mv "$MIGD_BUILD_ROOT/qualify-mtty.txt.new" "$MIGD_BUILD_ROOT/qualify-mtty.txt"
+# A guest that reached its end without a single check ran nothing: that is a failure, never a pass.
+if [ $n = 0 ]; then
+        n=1
+        failed=1
+        echo "not ok 1 - $scenario: the guests reported no checks"
+        for console in "$T"/*.console; do tail -n 20 "$console" | sed 's/^/# /'; done
+fi
 echo "# $scenario: $(( $(date +%s) - start )) s in the VM(s), kernel $kernel"
 echo "1..$n"
 exit $failed
