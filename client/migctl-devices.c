@@ -63,6 +63,15 @@ static bool error_is_one_of(const sd_bus_error *e, const char *const *names) {
         return false;
 }
 
+#define IN_SET_TRANSPORT(err) \
+        ((err) == ECONNRESET || (err) == ENOTCONN || (err) == EPIPE || (err) == ECONNREFUSED)
+
+static int transport_errno(const sd_bus_error *e, int r) {
+        int err = e && sd_bus_error_is_set(e) ? sd_bus_error_get_errno(e) : (r < 0 ? -r : 0);
+
+        return IN_SET_TRANSPORT(err) ? err : 0;
+}
+
 int migctl_exit_for_bus_error(const sd_bus_error *e, int r, const char *what) {
         static const char *const not_running[] = { SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
                                                    NULL };
@@ -80,14 +89,19 @@ int migctl_exit_for_bus_error(const sd_bus_error *e, int r, const char *what) {
                         bus_where);
                 return MIGCTL_EXIT_DAEMON_UNREACHABLE;
         }
+        /* A connection that never came up or broke mid-call: the daemon (or the -H host) is out of reach. */
+        if (transport_errno(e, r)) {
+                fprintf(stderr, "migctl: cannot %s: the connection to %s failed (%s)\n", what, bus_where,
+                        strerror(transport_errno(e, r)));
+                return MIGCTL_EXIT_DAEMON_UNREACHABLE;
+        }
         if (e && sd_bus_error_is_set(e) && e->message)
                 fprintf(stderr, "migctl: cannot %s: %s\n", what, e->message);
         else
                 fprintf(stderr, "migctl: cannot %s: %s\n", what, strerror(r < 0 ? -r : EIO));
 
         if (!e || !sd_bus_error_is_set(e))
-                /* A connection that broke mid-call means the daemon went away. */
-                return (r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE) ? MIGCTL_EXIT_DAEMON_UNREACHABLE : MIGCTL_EXIT_FAILED;
+                return MIGCTL_EXIT_FAILED;
         if (error_is_one_of(e, not_found))
                 return MIGCTL_EXIT_NOT_FOUND;
         if (error_is_one_of(e, not_permitted))

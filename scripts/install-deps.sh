@@ -9,6 +9,8 @@ packages=(
     libsystemd-dev libjson-c-dev libglib2.0-dev libgnutls28-dev libvirt-dev
     # tests: a real dbus-daemon, busctl and systemd-analyze, gdbus, certtool, setpriv
     dbus-daemon systemd libglib2.0-bin gnutls-bin util-linux python3
+    # migctl -H is tested against a real sshd on loopback
+    openssh-server openssh-client
     # the vm suite: QEMU, the kernel source and what building a kernel takes (tests/vm/build-kernel.sh)
     qemu-system-x86 linux-source-6.12 bc bison flex libelf-dev libssl-dev cpio xz-utils make
     # the libvirt hook and suite: libxml2, two real libvirtd with the QEMU driver, virsh, virt-xml-validate
