@@ -897,8 +897,17 @@ static int run_destination_preflight(Run *r, struct json_object *pre) {
         _cleanup_(policy_errors_clearp) PolicyErrors errors = {};
         _cleanup_json_ struct json_object *plan_json = NULL;
         struct json_object *dev = json_object_object_get(pre, "device"), *irqs;
-        const char *ours, *theirs;
+        const char *ours, *theirs, *precopy;
         int q;
+
+        /* The caller's overrides apply on both hosts, or the plans could not agree. */
+        precopy = msg_string(json_object_object_get(pre, "options"), "precopy");
+        if (precopy) {
+                Tristate t = tristate_from_string(precopy);
+                if (t < 0)
+                        return run_fail(r, -EINVAL, "option precopy=\"%s\" is not off, auto or required", precopy);
+                r->policy->precopy = t;
+        }
 
         q = plan_build(r->policy, &(MigCaps) { r->device->info.mig_flags, r->device->info.uapi }, &r->plan, &errors);
         if (q < 0)
