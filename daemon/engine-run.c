@@ -726,6 +726,9 @@ static void run_rollback_source(Run *r) {
         q = run_leave_error(r);
         if (q >= 0)
                 q = run_walk(r, MIG_STATE_RUNNING);
+        /* An arc on the way back can fail too (and leave ERROR): reset and walk once more. */
+        if (q < 0 && run_leave_error(r) >= 0)
+                q = run_walk(r, MIG_STATE_RUNNING);
         if (q < 0)
                 log_full(LOG_ERR, q, NULL, r->device_id, r->id, "Rollback could not run the device again: %m");
 }
@@ -738,7 +741,12 @@ static void run_rollback_destination(Run *r) {
         if (r->device) {
                 q = run_leave_error(r);
                 if (q >= 0 && !mig_state_is_running(r->device->state))
-                        (void) run_walk(r, MIG_STATE_STOP);
+                        q = run_walk(r, MIG_STATE_STOP);
+                /* RESUMING -> STOP parses what arrived; an incomplete stream fails that arc into ERROR. */
+                if (q < 0 && run_leave_error(r) >= 0)
+                        q = run_walk(r, MIG_STATE_STOP);
+                if (q < 0)
+                        log_full(LOG_ERR, q, NULL, r->device_id, r->id, "The target could not be stopped: %m");
                 for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++)
                         if (r->device->irq_enabled[idx]) {
                                 (void) device_disable_irqs(r->device, idx);

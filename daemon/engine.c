@@ -907,13 +907,21 @@ static int recover_migration_object(Engine *e, const char *id, struct json_objec
         return 0;
 }
 
-static int walk_or_reset(Device *d, MigState target) {
+static int leave_error(Device *d) {
         int r = device_refresh_state(d);
 
-        if (r >= 0 && d->state == MIG_STATE_ERROR) {
-                r = device_reset(d);
-        }
-        return r < 0 ? r : device_walk_to(d, target, NULL);
+        return r >= 0 && d->state == MIG_STATE_ERROR ? device_reset(d) : r;
+}
+
+/* A walk can fail into ERROR (RESUMING -> STOP with no complete stream after a restart): reset, walk again. */
+static int walk_or_reset(Device *d, MigState target) {
+        int r = leave_error(d);
+
+        if (r >= 0)
+                r = device_walk_to(d, target, NULL);
+        if (r < 0 && leave_error(d) >= 0)
+                r = device_walk_to(d, target, NULL);
+        return r;
 }
 
 static void recover_record(Engine *e, const char *id, struct json_object *rec) {

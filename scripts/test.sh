@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 builddir=${MIGD_TEST_BUILDDIR:-build-test}
 asandir=${MIGD_ASAN_BUILDDIR:-build-asan}
-suites=(unit integration docs vm libvirt)
+suites=(unit integration docs vm libvirt twohost fault)
 
 setup() {
     local dir=$1; shift
