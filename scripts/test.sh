@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 
 builddir=${MIGD_TEST_BUILDDIR:-build-test}
 asandir=${MIGD_ASAN_BUILDDIR:-build-asan}
-suites=(unit integration docs vm libvirt twohost fault)
+suites=(unit integration docs vm libvirt)
+# Two hosts each with their own bus and daemons per test: run one test at a time (under parallel load on two
+# cores they have shown timing-dependent failures, tracked as open work in issue 4).
+serial_suites=(twohost fault)
 
 setup() {
     local dir=$1; shift
@@ -40,6 +43,9 @@ status=0
 setup "$builddir" -Dwerror=true -Dbuildtype=debugoptimized
 ninja -C "$builddir"
 meson test -C "$builddir" --print-errorlogs "${suites[@]/#/--suite=}" || status=1
+cp "$builddir/meson-logs/testlog.json" "$builddir/testlog-parallel.json"
+meson test -C "$builddir" --print-errorlogs --num-processes 1 "${serial_suites[@]/#/--suite=}" || status=1
+cat "$builddir/testlog-parallel.json" >> "$builddir/meson-logs/testlog.json"
 summarize "$builddir" plain > "$builddir/summary.txt"
 
 # Sanitizers catch what the plain run cannot see; the libvirt backend is left out to keep this build lean.
