@@ -285,19 +285,10 @@ void libvirt_apply_devices(Manager *m, const Config *old) {
                 if (now && before && libvirt_device_config_equal(now, before) &&
                     streq(old->libvirt_uri, m->config->libvirt_uri))
                         continue;
-                if (d->busy) {
-                        log_device(LOG_WARNING, d->id, NULL, "Configuration changed, but a migration owns the device; "
-                                   "keeping it as it is.");
-                        continue;
-                }
-                manager_remove_device(m, i - 1);
+                manager_retire_device(m, i - 1);
         }
-        if (!enabled) {
-                if (m->config->n_libvirt_devices > 0)
-                        log_warning("%zu [LibvirtDevice] sections ignored: Backends= does not list libvirt.",
-                                    m->config->n_libvirt_devices);
+        if (!manager_backend_enabled(m, "libvirt", "LibvirtDevice", m->config->n_libvirt_devices))
                 return;
-        }
         for (size_t i = 0; i < m->config->n_libvirt_devices; i++)
                 if (!manager_find_device(m, m->config->libvirt_devices[i].name))
                         (void) add_device(m, &m->config->libvirt_devices[i]);

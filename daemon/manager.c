@@ -231,6 +231,25 @@ void manager_remove_device(Manager *m, size_t i) {
         device_free(d);
 }
 
+void manager_retire_device(Manager *m, size_t i) {
+        Device *d = m->devices[i];
+
+        if (d->busy) {
+                log_device(LOG_WARNING, d->id, NULL, "Configuration changed, but a migration owns the device; "
+                           "keeping it as it is.");
+                return;
+        }
+        manager_remove_device(m, i);
+}
+
+bool manager_backend_enabled(Manager *m, const char *backend, const char *section, size_t n_sections) {
+        if (config_has_backend(m->config, backend))
+                return true;
+        if (n_sections > 0)
+                log_warning("%zu [%s] sections ignored: Backends= does not list %s.", n_sections, section, backend);
+        return false;
+}
+
 /* A device stays as it is (with its state) when its section did not change; a changed section means a
  * different device, so it goes and comes back. A busy device stays whatever the file says. */
 static void manager_apply_devices(Manager *m, const Config *old) {
@@ -248,21 +267,12 @@ static void manager_apply_devices(Manager *m, const Config *old) {
                         continue;
                 if (now && before && sim_config_equal(now, before))
                         continue;
-                if (d->busy) {
-                        log_device(LOG_WARNING, d->id, NULL, "Configuration changed, but a migration owns the device; "
-                                   "keeping it as it is.");
-                        continue;
-                }
-                manager_remove_device(m, i - 1);
+                manager_retire_device(m, i - 1);
         }
 
         vfio_apply_devices(m, old);
-        if (!sim) {
-                if (m->config->n_sim_devices > 0)
-                        log_warning("%zu [SimDevice] sections ignored: Backends= does not list sim.",
-                                    m->config->n_sim_devices);
+        if (!manager_backend_enabled(m, "sim", "SimDevice", m->config->n_sim_devices))
                 return;
-        }
         for (size_t i = 0; i < m->config->n_sim_devices; i++)
                 if (!manager_find_device(m, m->config->sim_devices[i].name))
                         /* One device that cannot be opened must not take the others down; it is logged. */

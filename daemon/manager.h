@@ -55,6 +55,10 @@ Device *manager_find_device(Manager *m, const char *id);
 int manager_add_device(Manager *m, Device *d);
 /* Announces the removal while the object can still be found, then frees the device. */
 void manager_remove_device(Manager *m, size_t i);
+/* A device whose configuration went or changed: removed, unless a migration owns it (then kept, and said). */
+void manager_retire_device(Manager *m, size_t i);
+/* Whether Backends= lists backend; when not, says how many [SECTION] sections are ignored. */
+bool manager_backend_enabled(Manager *m, const char *backend, const char *section, size_t n_sections);
 Migration *manager_find_migration(Manager *m, const char *id);
 /* The policy the device gets now, NULL when no policy matches. */
 const Policy *manager_device_policy(Manager *m, Device *d);

@@ -76,19 +76,10 @@ void vfio_apply_devices(Manager *m, const Config *old) {
                         continue;
                 if (now && before && vfio_config_equal(now, before))
                         continue;
-                if (d->busy) {
-                        log_device(LOG_WARNING, d->id, NULL, "Configuration changed, but a migration owns the device; "
-                                   "keeping it as it is.");
-                        continue;
-                }
-                manager_remove_device(m, i - 1);
+                manager_retire_device(m, i - 1);
         }
-        if (!enabled) {
-                if (m->config->n_vfio_devices > 0)
-                        log_warning("%zu [VfioDevice] sections ignored: Backends= does not list vfio.",
-                                    m->config->n_vfio_devices);
+        if (!manager_backend_enabled(m, "vfio", "VfioDevice", m->config->n_vfio_devices))
                 return;
-        }
         for (size_t i = 0; i < m->config->n_vfio_devices; i++)
                 if (!manager_find_device(m, m->config->vfio_devices[i].name))
                         (void) add_configured_device(m, &m->config->vfio_devices[i]);
