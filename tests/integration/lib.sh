@@ -17,8 +17,6 @@ EXTRA_PIDS=
 ADDR=
 # Tests run in parallel: each daemon gets its own peer port.
 PEER_PORT=$((20000 + $$ % 20000))
-tap_n=0
-tap_failed=0
 
 cleanup() {
         for pid in $EXTRA_PIDS $MIGD_PID $BUS_PID; do
@@ -31,52 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() {
-        tap_n=$((tap_n + 1))
-        echo "ok $tap_n - $1"
-}
-
-not_ok() {
-        tap_n=$((tap_n + 1))
-        tap_failed=1
-        echo "not ok $tap_n - $1"
-}
-
-skip() {
-        tap_n=$((tap_n + 1))
-        echo "ok $tap_n - $1 # SKIP $2"
-}
-
-# check DESCRIPTION COMMAND...: one TAP line from the command's exit status.
-check() {
-        local what=$1
-        shift
-        if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-# expect_eq DESCRIPTION EXPECTED ACTUAL
-expect_eq() {
-        if [ "$2" = "$3" ]; then
-                ok "$1"
-        else
-                not_ok "$1"
-                echo "#   expected:"
-                echo "$2" | sed 's/^/#     /'
-                echo "#   actual:"
-                echo "$3" | sed 's/^/#     /'
-        fi
-}
-
-# expect_contains DESCRIPTION NEEDLE HAYSTACK
-expect_contains() {
-        case "$3" in
-        *"$2"*) ok "$1" ;;
-        *)
-                not_ok "$1"
-                printf '#   wanted: %s\n#   in:     %s\n' "$2" "$3"
-                ;;
-        esac
-}
+# shellcheck source=/dev/null
+. "$MIGD_SOURCE_ROOT/tests/lib/tap.sh"
 
 finish() {
         echo "1..$tap_n"

@@ -25,55 +25,10 @@ DIED=
 NET_X=
 NET_LOCK=
 HOSTS_MODE=loopback
-tap_n=0
-tap_failed=0
 
 # ---- TAP ----
-
-ok() {
-        tap_n=$((tap_n + 1))
-        echo "ok $tap_n - $1"
-}
-
-not_ok() {
-        tap_n=$((tap_n + 1))
-        tap_failed=1
-        echo "not ok $tap_n - $1"
-}
-
-# diag TEXT...: '#' lines
-diag() {
-        printf '%s\n' "$@" | sed 's/^/#   /'
-}
-
-check() {
-        local what=$1
-        shift
-        if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-
-expect_eq() {
-        if [ "$2" = "$3" ]; then
-                ok "$1"
-        else
-                not_ok "$1"
-                echo "#   expected:"
-                printf '%s\n' "$2" | sed 's/^/#     /'
-                echo "#   actual:"
-                printf '%s\n' "$3" | sed 's/^/#     /'
-        fi
-}
-
-expect_contains() {
-        case "$3" in
-        *"$2"*) ok "$1" ;;
-        *)
-                not_ok "$1"
-                printf '#   wanted: %s\n' "$2"
-                printf '%s\n' "$3" | sed 's/^/#   in:     /'
-                ;;
-        esac
-}
+# shellcheck source=/dev/null
+. "$MIGD_SOURCE_ROOT/tests/lib/tap.sh"
 
 # expect_ok DESCRIPTION COMMAND...: a TAP line from the exit status; the command's output becomes diagnostics on failure.
 expect_ok() {
