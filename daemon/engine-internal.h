@@ -63,6 +63,7 @@ struct Run {
         atomic_bool cancel;            /* Cancel() or shutdown */
         atomic_bool past_commit;       /* the commit decision is durable */
         atomic_bool finished;          /* the worker posted its result */
+        bool reapable;                 /* main loop only: finished when the loop last took the queue */
         bool recovery;                 /* a run started by engine_recover() */
         struct json_object *journal;   /* this run's durable record */
         struct json_object *timeline;  /* this host's events, sent to the source at the end (destination) */
@@ -81,6 +82,7 @@ struct Run {
 
 /* Main-loop half, callable from workers. */
 void engine_post(Engine *e, struct json_object *update); /* takes ownership */
+void engine_post_last(Engine *e, Run *run, struct json_object *update); /* takes ownership; marks run finished */
 
 /* Worker half. */
 void *run_source_main(void *userdata);

@@ -775,8 +775,7 @@ static void run_post_done(Run *r, const char *result) {
         json_object_object_add(u, "result", json_object_new_string(result));
         json_object_object_add(u, "error", json_object_new_string(r->error));
         json_object_object_add(u, "downtime_usec", json_object_new_int64((int64_t) downtime));
-        atomic_store(&r->finished, true);
-        engine_post(r->engine, u);
+        engine_post_last(r->engine, r, u);
 }
 
 static struct json_object *device_to_wire(Run *r) {
@@ -985,8 +984,7 @@ void *run_destination_main(void *userdata) {
                 run_publish_conn(r, conn);
         if (q < 0) {
                 log_full(LOG_WARNING, q, NULL, NULL, NULL, "Refused a peer: %s", why ?: strerror(-q));
-                atomic_store(&r->finished, true);
-                engine_post(r->engine, json_object_new_object()); /* wakes the loop to reap this worker */
+                engine_post_last(r->engine, r, json_object_new_object()); /* wakes the loop to reap this worker */
                 return NULL;
         }
         peer_conn_set_silence_timeout(r->conn, r->silence_usec);
@@ -1002,15 +1000,13 @@ void *run_destination_main(void *userdata) {
                                                               engine_resolve_answer(r->engine, msg_string(pre, "migration"))));
                 (void) peer_send(r->conn, a, 2000000u);
                 json_object_put(a);
-                atomic_store(&r->finished, true);
-                engine_post(r->engine, json_object_new_object());
+                engine_post_last(r->engine, r, json_object_new_object());
                 return NULL;
         }
         if (q < 0 || !streq(msg_type(pre), "preflight")) {
                 log_full(LOG_WARNING, q, NULL, NULL, NULL, "Peer %s sent no preflight: %s", strna(r->peer_host),
                          why ?: (q < 0 ? strerror(-q) : msg_type(pre)));
-                atomic_store(&r->finished, true);
-                engine_post(r->engine, json_object_new_object());
+                engine_post_last(r->engine, r, json_object_new_object());
                 return NULL;
         }
         free(r->id);
@@ -1076,12 +1072,11 @@ void *run_destination_main(void *userdata) {
 refuse:
         log_full(LOG_WARNING, 0, MIGD_MESSAGE_MIGRATION_FAILED, r->device_id, r->id, "Refused migration: %s", r->error);
         run_send_error(r, code);
-        atomic_store(&r->finished, true);
         {
                 struct json_object *u = json_object_new_object();
                 json_object_object_add(u, "kind", json_object_new_string("refused"));
                 json_object_object_add(u, "migration", json_object_new_string(strna(r->id)));
-                engine_post(r->engine, u);
+                engine_post_last(r->engine, r, u);
         }
         return NULL;
 }

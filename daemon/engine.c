@@ -122,6 +122,19 @@ void engine_post(Engine *e, struct json_object *update) {
         (void) !write(e->queue_fd, &one, sizeof(one));
 }
 
+/* A worker's last update and its finished flag change under one lock: the loop, which notes the finished runs
+ * as it takes the queue, never reaps a run whose last update (the one that releases its device) it has not
+ * applied yet. */
+void engine_post_last(Engine *e, Run *run, struct json_object *update) {
+        uint64_t one = 1;
+
+        pthread_mutex_lock(&e->lock);
+        json_object_array_add(e->queue, update);
+        atomic_store(&run->finished, true);
+        pthread_mutex_unlock(&e->lock);
+        (void) !write(e->queue_fd, &one, sizeof(one));
+}
+
 static Run *engine_find_run(Engine *e, const char *id) {
         for (size_t i = 0; i < e->n_runs; i++)
                 if (streq_ptr(e->runs[i]->id, id))
@@ -632,7 +645,7 @@ static void handle_update(Engine *e, struct json_object *u) {
 static void reap_finished(Engine *e) {
         for (size_t i = 0; i < e->n_runs;) {
                 Run *run = e->runs[i];
-                if (atomic_load(&run->finished)) {
+                if (run->reapable) {
                         reap_run(e, run);
                         continue;
                 }
@@ -649,6 +662,8 @@ static int engine_on_queue(sd_event_source *s, int fd, uint32_t revents, void *u
         pthread_mutex_lock(&e->lock);
         batch = e->queue;
         e->queue = json_object_new_array();
+        for (size_t i = 0; i < e->n_runs; i++)
+                e->runs[i]->reapable = atomic_load(&e->runs[i]->finished);
         pthread_mutex_unlock(&e->lock);
         for (size_t i = 0; i < json_object_array_length(batch); i++)
                 handle_update(e, json_object_array_get_idx(batch, i));
