@@ -443,14 +443,17 @@ start_proxy() {
         local port ns=()
         port=$(in_host a "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         [ -n "${H_NS[a]:-}" ] && ns=(ip netns exec "${H_NS[a]}")
+        # The last proxy's "ready" must not be taken for this one's.
+        rm -f "$T/proxy.log"
         "${ns[@]}" "$PYTHON" -u "$MIGD_SOURCE_ROOT/tests/fault/proxy.py" "127.0.0.1:$port" "$(host_addr b)" "$1" \
                 >"$T/proxy.log" 2>&1 &
         EXTRA_PIDS="$EXTRA_PIDS $!"
         PROXY_PID=$!
-        for _ in $(seq 100); do
+        for _ in $(seq 200); do
                 grep -q ready "$T/proxy.log" 2>/dev/null && break
                 sleep 0.05
         done
+        grep -q ready "$T/proxy.log" 2>/dev/null || diag "proxy $1 not listening after 10 s"
         PROXY_ADDR="127.0.0.1:$port"
 }
 
