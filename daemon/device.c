@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Backend-independent device handling: every arc and state change goes through here. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "device.h"
 #include "util.h"
@@ -61,6 +63,7 @@ Device *device_free(Device *d) {
                 return NULL;
         if (d->ops->close)
                 d->ops->close(d);
+        device_drop_restore_fds(d);
         device_info_done(&d->info);
         sd_event_unref(d->event);
         free(d->id);
@@ -70,6 +73,42 @@ Device *device_free(Device *d) {
 
 void device_freep(Device **d) {
         device_free(*d);
+}
+
+int device_set_restore_fds(Device *d, IrqIndex index, int *fds, uint32_t count) {
+        int *copy;
+
+        assert(d);
+        assert(index >= 0 && index < _IRQ_INDEX_MAX);
+
+        copy = count > 0 ? malloc(count * sizeof(int)) : NULL;
+        if (count > 0 && !copy)
+                return -ENOMEM;
+        if (count > 0)
+                memcpy(copy, fds, count * sizeof(int));
+        for (uint32_t v = 0; v < d->n_restore_fds[index]; v++)
+                close(d->restore_fds[index][v]);
+        free(d->restore_fds[index]);
+        d->restore_fds[index] = copy;
+        d->n_restore_fds[index] = count;
+        return 0;
+}
+
+bool device_has_restore_fds(const Device *d) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++)
+                if (d->n_restore_fds[idx] > 0)
+                        return true;
+        return false;
+}
+
+void device_drop_restore_fds(Device *d) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++) {
+                for (uint32_t v = 0; v < d->n_restore_fds[idx]; v++)
+                        close(d->restore_fds[idx][v]);
+                free(d->restore_fds[idx]);
+                d->restore_fds[idx] = NULL;
+                d->n_restore_fds[idx] = 0;
+        }
 }
 
 static void device_note_state(Device *d, MigState new_state) {

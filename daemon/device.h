@@ -68,6 +68,10 @@ struct Device {
         MigState state;           /* last state the backend reported or reached */
         bool busy;                /* a migration owns the device */
         uint32_t irq_enabled[_IRQ_INDEX_MAX]; /* vectors with a trigger, as the last set_irqs/disable left them */
+        /* Eventfds a VMM handed with an idle target (RegisterDevice, interrupts_at=restore): the interrupt restore
+         * of the next incoming migration sets these, at the point the plan puts it, instead of new ones. */
+        int *restore_fds[_IRQ_INDEX_MAX];
+        uint32_t n_restore_fds[_IRQ_INDEX_MAX];
         DeviceStateChanged on_state_changed;
         DeviceStateChanged saved_on_state_changed; /* the owner's hook while a migration worker holds the device */
         void *userdata;
@@ -87,6 +91,10 @@ int device_walk_to(Device *d, MigState target, int *ret_data_fd);
 /* SET_IRQS through the backend, remembering how many vectors have triggers (VFIO cannot be asked). */
 int device_set_irqs(Device *d, IrqIndex index, uint32_t start, uint32_t count, const int *eventfds);
 int device_disable_irqs(Device *d, IrqIndex index);
+/* Takes ownership of the count fds (a VMM's eventfds for the next interrupt restore of index). */
+int device_set_restore_fds(Device *d, IrqIndex index, int *fds, uint32_t count);
+bool device_has_restore_fds(const Device *d);
+void device_drop_restore_fds(Device *d);
 /* VFIO_DEVICE_RESET: the way out of ERROR. Interrupts are off afterwards. */
 int device_reset(Device *d);
 /* Re-reads the state from the backend (after an error the device may be in ERROR). */

@@ -464,11 +464,35 @@ static int run_verify(Run *r) {
         return 0;
 }
 
-/* Destination: new eventfds for every vector the source had, handed to the device and to the monitor. */
+/* The triggers for n vectors of idx: copies of the eventfds the target's VMM handed, or new ones. */
+static int run_restore_triggers(Run *r, IrqIndex idx, uint32_t n, int *fds) {
+        uint32_t handed = r->device->n_restore_fds[idx];
+        int q;
+
+        if (handed > 0 && handed != n)
+                return run_fail(r, -EINVAL, "device %s: the source's guest has %u %s vectors, the target's VMM "
+                                "handed %u eventfds", r->device_id, n, irq_index_to_string(idx), handed);
+        for (uint32_t v = 0; v < n; v++) {
+                fds[v] = handed > 0 ? fcntl(r->device->restore_fds[idx][v], F_DUPFD_CLOEXEC, 3)
+                                    : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (fds[v] < 0) {
+                        q = -errno;
+                        while (v-- > 0)
+                                close(fds[v]);
+                        return run_fail(r, q, "device %s: %s for %s: %s", r->device_id,
+                                        handed > 0 ? "dup of the VMM's eventfd" : "eventfd", irq_index_to_string(idx),
+                                        strerror(-q));
+                }
+        }
+        return 0;
+}
+
+/* Destination: triggers for every vector the source had, set on the device and handed to the monitor. */
 static int run_set_irqs(Run *r) {
         run_phase(r, MIG_PHASE_IRQ_RESTORE);
         for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++) {
                 uint32_t n = r->irq_count[idx];
+                bool vmm_owned = r->device->n_restore_fds[idx] > 0;
                 int fds[ENGINE_MAX_VECTORS];
                 struct json_object *ev, *watch, *fd_list;
                 int q;
@@ -478,19 +502,14 @@ static int run_set_irqs(Run *r) {
                 if (n > ENGINE_MAX_VECTORS || n > r->device->info.irq_count[idx])
                         return run_fail(r, -EINVAL, "device %s: %u %s vectors to restore, the device has %u",
                                         r->device_id, n, irq_index_to_string(idx), r->device->info.irq_count[idx]);
-                for (uint32_t v = 0; v < n; v++) {
-                        fds[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-                        if (fds[v] < 0) {
-                                q = -errno;
-                                while (v-- > 0)
-                                        close(fds[v]);
-                                return run_fail(r, q, "eventfd: %s", strerror(-q));
-                        }
-                }
+                q = run_restore_triggers(r, idx, n, fds);
+                if (q < 0)
+                        return q;
                 q = device_set_irqs(r->device, idx, 0, n, fds);
                 ev = run_event_new(r, "set_irqs");
                 json_object_object_add(ev, "index", json_object_new_string(irq_index_to_string(idx)));
                 json_object_object_add(ev, "count", json_object_new_int((int) n));
+                json_object_object_add(ev, "triggers", json_object_new_string(vmm_owned ? "vmm" : "migd"));
                 json_object_object_add(ev, "state", json_object_new_string(mig_state_to_string(r->device->state)));
                 json_object_object_add(ev, "ok", json_object_new_boolean(q >= 0));
                 run_emit(r, ev);
@@ -507,6 +526,7 @@ static int run_set_irqs(Run *r) {
                         json_object_array_add(fd_list, json_object_new_int(fds[v]));
                 json_object_object_add(watch, "index", json_object_new_int(idx));
                 json_object_object_add(watch, "fds", fd_list);
+                json_object_object_add(watch, "vmm_owned", json_object_new_boolean(vmm_owned));
                 post_simple(r, "irq-watch", "irq", watch);
         }
         return 0;

@@ -287,8 +287,12 @@ static void apply_done(Engine *e, Run *run, Migration *mig, struct json_object *
                 (void) migration_set_string(&mig->phase, in_doubt ? "commit" : "");
                 emit_migration(e, mig, props);
         }
-        if (run && run->device)
+        if (run && run->device) {
+                /* The VMM's eventfds are the running device's triggers now, not the next restore's. */
+                if (run->role == PLAN_ROLE_DESTINATION && streq(result, "success"))
+                        device_drop_restore_fds(run->device);
                 engine_release_device(e, run->device, in_doubt);
+        }
         trim_history(e);
 }
 
@@ -296,6 +300,21 @@ static void reap_run(Engine *e, Run *run) {
         engine_join_run(e, run);
         engine_remove_run(e, run);
         run_free(run);
+}
+
+/* A VMM that handed eventfds for the restore must have handed one per vector the source's guest enabled. */
+static bool restore_fds_match(Device *d, struct json_object *source_irqs, char *error, size_t error_size) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++) {
+                uint32_t want = (uint32_t) json_object_get_int(json_object_object_get(source_irqs, irq_index_to_string(idx)));
+
+                if (d->n_restore_fds[idx] > 0 && d->n_restore_fds[idx] != want) {
+                        snprintf(error, error_size, "target %s: its VMM handed %u %s eventfds, the source's guest has %u "
+                                 "%s vectors enabled", d->id, d->n_restore_fds[idx], irq_index_to_string(idx), want,
+                                 irq_index_to_string(idx));
+                        return false;
+                }
+        }
+        return true;
 }
 
 /* Picks the destination's target: named, or the first idle device of the same kind (idle: no interrupts
@@ -311,6 +330,9 @@ static Device *choose_target(Engine *e, struct json_object *pre, char *error, si
                 bool idle = true;
 
                 if (named && !streq(d->id, named))
+                        continue;
+                /* A VMM that handed its eventfds waits for one particular incoming device: named only. */
+                if (!named && device_has_restore_fds(d))
                         continue;
                 snprintf(vid, sizeof(vid), "0x%04x", d->info.vendor_id);
                 snprintf(did, sizeof(did), "0x%04x", d->info.device_id);
@@ -339,6 +361,10 @@ static Device *choose_target(Engine *e, struct json_object *pre, char *error, si
                                 return NULL;
                         }
                         continue;
+                }
+                if (!restore_fds_match(d, json_object_object_get(dev, "interrupts"), error, error_size)) {
+                        *ret_errno = -EINVAL;
+                        return NULL;
                 }
                 if (d->busy || engine_device_in_use(e, d->id) || !idle) {
                         if (named) {
@@ -432,12 +458,16 @@ static int migration_cancel(Migration *mig, sd_bus_error *error) {
         return 0;
 }
 
-/* Interrupt monitor: the eventfds of the interrupts migd restored (or configured as the sim's VMM). */
+/* Interrupt monitor: the eventfds of the interrupts migd restored (or configured as the sim's VMM), and copies
+ * of those a VMM handed (RegisterDevice). A VMM's eventfd feeds its guest (a KVM irqfd or its own loop): migd
+ * reads it only while the device is stopped, where a signal is the anomaly the policy asks about, and writes
+ * what it read back so the VMM still gets it. */
 typedef struct IrqWatch {
         Engine *engine;
         char *device_id;
         IrqIndex index;
         uint32_t vector;
+        bool vmm_owned;
         int fd;
         uint64_t signals;
         sd_event_source *source;
@@ -509,9 +539,24 @@ static int on_irq(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         if (read(fd, &value, sizeof(value)) != sizeof(value))
                 return 0;
         w->signals += value;
+        /* One-shot for a VMM's eventfd: the write below would wake us again; the next state change re-arms. */
+        if (w->vmm_owned)
+                (void) !write(fd, &value, sizeof(value));
         if (d && !mig_state_is_running(d->state))
                 report_irq_while_stopped(w->engine, w, d);
         return 0;
+}
+
+static void irq_watch_arm(IrqWatch *w, MigState state) {
+        if (w->vmm_owned)
+                (void) sd_event_source_set_enabled(w->source,
+                                                   mig_state_is_running(state) ? SD_EVENT_OFF : SD_EVENT_ONESHOT);
+}
+
+static void engine_arm_watches(const char *device_id, MigState state) {
+        for (size_t i = 0; i < n_watches; i++)
+                if (streq(watches[i]->device_id, device_id))
+                        irq_watch_arm(watches[i], state);
 }
 
 static void engine_unwatch(Engine *e, const char *device_id, IrqIndex index) {
@@ -525,7 +570,8 @@ static void engine_unwatch(Engine *e, const char *device_id, IrqIndex index) {
 }
 
 /* Takes ownership of fds. */
-static int engine_watch(Engine *e, const char *device_id, IrqIndex index, const int *fds, uint32_t n) {
+static int engine_watch(Engine *e, const char *device_id, IrqIndex index, const int *fds, uint32_t n, bool vmm_owned) {
+        Device *d = manager_find_device(e->manager, device_id);
         int r = 0;
 
         engine_unwatch(e, device_id, index);
@@ -544,12 +590,14 @@ static int engine_watch(Engine *e, const char *device_id, IrqIndex index, const 
                 w->engine = e;
                 w->index = index;
                 w->vector = v;
+                w->vmm_owned = vmm_owned;
                 w->fd = fds[v];
                 watches = grown;
                 watches[n_watches++] = w;
                 r = sd_event_add_io(e->manager->event, &w->source, w->fd, EPOLLIN, on_irq, w);
                 if (r < 0)
                         return r;
+                irq_watch_arm(w, d ? d->state : MIG_STATE_RUNNING);
         }
         return r;
 }
@@ -588,7 +636,7 @@ int engine_configure_guest_interrupts(Engine *e, Device *d, IrqIndex index, uint
                         close(fds[v]);
                 return r;
         }
-        return engine_watch(e, d->id, index, fds, count);
+        return engine_watch(e, d->id, index, fds, count, false);
 }
 
 static void handle_irq_watch(Engine *e, struct json_object *u) {
@@ -599,15 +647,19 @@ static void handle_irq_watch(Engine *e, struct json_object *u) {
         for (size_t i = 0; i < n && i < ENGINE_MAX_VECTORS; i++)
                 list[i] = json_object_get_int(json_object_array_get_idx(fds, i));
         (void) engine_watch(e, jstr(u, "device"), json_object_get_int(json_object_object_get(irq, "index")), list,
-                            (uint32_t) n);
+                            (uint32_t) n, json_object_get_boolean(json_object_object_get(irq, "vmm_owned")));
 }
 
 static void handle_device_state(Engine *e, struct json_object *u) {
         Device *d = manager_find_device(e->manager, jstr(u, "device"));
 
+        MigState new_state = json_object_get_int(json_object_object_get(u, "new"));
+
         if (d && d->saved_on_state_changed)
-                d->saved_on_state_changed(d, json_object_get_int(json_object_object_get(u, "old")),
-                                          json_object_get_int(json_object_object_get(u, "new")), d->userdata);
+                d->saved_on_state_changed(d, json_object_get_int(json_object_object_get(u, "old")), new_state,
+                                          d->userdata);
+        if (d)
+                engine_arm_watches(d->id, new_state);
 }
 
 static void handle_update(Engine *e, struct json_object *u) {

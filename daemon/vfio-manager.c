@@ -142,8 +142,20 @@ static int read_interrupts(sd_bus_message *message, HandedIrqs *h, sd_bus_error 
         return sd_bus_message_exit_container(message);
 }
 
-/* a{sv} with string values "driver" and "sysfs_path". */
-static int read_register_options(sd_bus_message *message, char **driver, char **sysfs_path, sd_bus_error *error) {
+typedef struct RegisterOptions {
+        char *driver;
+        char *sysfs_path;
+        char *interrupts_at; /* "registration" (default) or "restore" */
+} RegisterOptions;
+
+static void register_options_done(RegisterOptions *o) {
+        free(o->driver);
+        free(o->sysfs_path);
+        free(o->interrupts_at);
+}
+
+/* a{sv} with string values "driver", "sysfs_path" and "interrupts_at". */
+static int read_register_options(sd_bus_message *message, RegisterOptions *o, sd_bus_error *error) {
         const char *key, *value;
         int r;
 
@@ -156,16 +168,22 @@ static int read_register_options(sd_bus_message *message, char **driver, char **
                 r = sd_bus_message_read(message, "s", &key);
                 if (r < 0)
                         return r;
-                target = streq(key, "driver") ? driver : streq(key, "sysfs_path") ? sysfs_path : NULL;
+                target = streq(key, "driver") ? &o->driver : streq(key, "sysfs_path") ? &o->sysfs_path :
+                         streq(key, "interrupts_at") ? &o->interrupts_at : NULL;
                 if (!target)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown option '%s' (allowed: driver, sysfs_path).", key);
+                                                 "Unknown option '%s' (allowed: driver, sysfs_path, interrupts_at).", key);
                 r = sd_bus_message_enter_container(message, 'v', "s");
                 if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a string.", key);
                 r = sd_bus_message_read(message, "s", &value);
                 if (r < 0)
                         return r;
+                if (target == &o->interrupts_at && !streq(value, "registration") && !streq(value, "restore"))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option interrupts_at is '%s'; it must be 'registration' (a running "
+                                                 "device: set them now) or 'restore' (an incoming migration's target: "
+                                                 "set them at the plan's interrupt restore).", value);
                 free(*target);
                 *target = value[0] ? strdup(value) : NULL;
                 if (value[0] && !*target)
@@ -201,6 +219,7 @@ static int apply_handed_irqs(Manager *m, Device *d, HandedIrqs *h, sd_bus_error 
                         json_object_array_add(list, json_object_new_int(h->fds[idx][v]));
                 json_object_object_add(irq, "index", json_object_new_int(idx));
                 json_object_object_add(irq, "fds", list);
+                json_object_object_add(irq, "vmm_owned", json_object_new_boolean(true));
                 json_object_object_add(u, "kind", json_object_new_string("irq-watch"));
                 json_object_object_add(u, "device", json_object_new_string(d->id));
                 json_object_object_add(u, "irq", irq);
@@ -210,8 +229,35 @@ static int apply_handed_irqs(Manager *m, Device *d, HandedIrqs *h, sd_bus_error 
         return 0;
 }
 
+/* A VMM that hands more eventfds than the device has vectors has the wrong device, or the wrong guest. */
+static int check_handed_counts(Device *d, const HandedIrqs *h, sd_bus_error *error) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++)
+                if (h->n[idx] > d->info.irq_count[idx])
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "%" PRIu32 " %s eventfds for %s, which has %" PRIu32 " %s vectors.",
+                                                 h->n[idx], irq_index_to_string(idx), d->id, d->info.irq_count[idx],
+                                                 irq_index_to_string(idx));
+        return 0;
+}
+
+/* interrupts_at=restore: the eventfds wait for the plan's interrupt restore of the next incoming migration. */
+static int keep_restore_fds(Device *d, HandedIrqs *h) {
+        for (IrqIndex idx = 0; idx < _IRQ_INDEX_MAX; idx++) {
+                int r;
+
+                if (h->n[idx] == 0)
+                        continue;
+                r = device_set_restore_fds(d, idx, h->fds[idx], h->n[idx]);
+                if (r < 0)
+                        return r;
+                h->n[idx] = 0; /* the device owns them now */
+        }
+        return 0;
+}
+
 int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        _cleanup_free_ char *driver = NULL, *sysfs_path = NULL, *path = NULL;
+        _cleanup_free_ char *path = NULL;
+        RegisterOptions o = {};
         HandedIrqs h = {};
         Manager *m = userdata;
         const char *name;
@@ -224,7 +270,7 @@ int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_
                 return r;
         r = read_interrupts(message, &h, error);
         if (r >= 0)
-                r = read_register_options(message, &driver, &sysfs_path, error);
+                r = read_register_options(message, &o, error);
         if (r < 0)
                 goto finish;
         snprintf(action, sizeof(action), "Registering device %s", name);
@@ -240,7 +286,7 @@ int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_
                 r = -errno;
                 goto finish;
         }
-        r = vfio_device_new_from_fd(name, fd, driver, sysfs_path, m->event, &d);
+        r = vfio_device_new_from_fd(name, fd, o.driver, o.sysfs_path, m->event, &d);
         if (r == -EINVAL)
                 r = sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                       "'%s' is not a device name (no \"/\", not empty).", name);
@@ -257,6 +303,18 @@ int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_
                 r = sd_bus_error_set_errnof(error, r, "Cannot query device %s: %m.", name);
                 goto finish;
         }
+        r = check_handed_counts(d, &h, error);
+        if (r < 0) {
+                device_free(d);
+                goto finish;
+        }
+        if (streq_ptr(o.interrupts_at, "restore")) {
+                r = keep_restore_fds(d, &h);
+                if (r < 0) {
+                        device_free(d);
+                        goto finish;
+                }
+        }
         r = adopt_device(m, d);
         if (r < 0)
                 goto finish;
@@ -270,6 +328,7 @@ int vfio_method_register_device(sd_bus_message *message, void *userdata, sd_bus_
                 r = sd_bus_reply_method_return(message, "o", path);
 finish:
         handed_irqs_done(&h);
+        register_options_done(&o);
         return r;
 }
 
@@ -463,6 +522,7 @@ static int method_interrupt_signals(sd_bus_message *message, void *userdata, sd_
                 json_object_object_add(e, "vectors", json_object_new_int((int) d->info.irq_count[idx]));
                 json_object_object_add(e, "enabled", json_object_new_int((int) d->irq_enabled[idx]));
                 json_object_object_add(e, "watched", json_object_new_boolean(watched > 0));
+                json_object_object_add(e, "for_restore", json_object_new_int((int) d->n_restore_fds[idx]));
                 json_object_object_add(e, "signals", json_object_new_int64((int64_t) n));
                 json_object_object_add(o, irq_index_to_string(idx), e);
         }

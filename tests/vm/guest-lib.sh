@@ -109,10 +109,60 @@ read_reg() {
         echo "$out" | awk '{print $3}'
 }
 
-# irq_signals BUS DEVICE INDEX: eventfd signals migd counted on that index.
+# irq_signals BUS DEVICE INDEX [FIELD]: eventfd signals migd counted on that index (or another field of
+# InterruptSignals: vectors, enabled, watched).
 irq_signals() {
         vfio_call "$1" "$2" InterruptSignals | sed 's/^s "//; s/"$//; s/\\"/"/g' |
-                python3 -c "import json,sys; print(json.load(sys.stdin)['$3']['signals'])"
+                python3 -c "import json,sys; print(json.load(sys.stdin)['$3']['${4:-signals}'])"
+}
+
+# start_vmm BUS NAME UUID MINI-VMM-ARGS...: a VMM (tests/vm/mini-vmm.c) opens the mdev, registers it with migd on
+# BUS as NAME and counts its own eventfd's signals in /tmp/vmm-NAME.count; its pid in VMM_PID_NAME.
+start_vmm() {
+        local addr_var="ADDR_$1" name=$2 uuid=$3 pid i
+        shift 3
+        "$MIGD_BUILD_ROOT/tests/vm/mini-vmm" --bus "${!addr_var}" --name "$name" --mdev "$uuid" \
+                --count-file "/tmp/vmm-$name.count" "$@" >"/tmp/vmm-$name.out" 2>&1 &
+        pid=$!
+        PIDS+=($pid)
+        printf -v "VMM_PID_$name" '%s' "$pid"
+        # The count file appears once RegisterDevice has answered.
+        for i in $(seq 100); do
+                [ -s "/tmp/vmm-$name.count" ] && return 0
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        diag "mini-vmm $name: $(cat "/tmp/vmm-$name.out")"
+        return 1
+}
+
+vmm_count() { cat "/tmp/vmm-$1.count" 2>/dev/null || echo -1; }
+
+# vmm_interrupt BUS DEVICE: makes mtty raise its interrupt once (through migd's copy of the device fd); true
+# when the VMM's own eventfd got it.
+vmm_interrupt() {
+        local before i
+        before=$(vmm_count "$2")
+        write_reg "$1" "$2" 0 1 0
+        write_reg "$1" "$2" 0 1 2
+        for i in $(seq 50); do
+                [ "$(vmm_count "$2")" -gt "$before" ] && return 0
+                sleep 0.1
+        done
+        diag "the VMM's msi count stayed at $before on $2"
+        return 1
+}
+
+# restore_event BUS DEVICE: "STATE TRIGGERS" of the destination's SET_IRQS in the last migration of DEVICE.
+restore_event() {
+        local addr_var="ADDR_$1" id
+        id=$("$MIGCTL" --bus "${!addr_var}" --json status |
+                python3 -c "import json,sys; print([m['id'] for m in json.load(sys.stdin) if m['device'] == '$2'][-1])")
+        "$MIGCTL" --bus "${!addr_var}" --json timeline "$id" | python3 -c "
+import json, sys
+for e in json.load(sys.stdin):
+    if e.get('event') == 'set_irqs' and e.get('role') == 'destination':
+        print(e.get('state'), e.get('triggers'))"
 }
 
 device_prop() {
