@@ -98,3 +98,5 @@ void run_emit(Run *r, struct json_object *event);
 uint64_t now_usec(clockid_t clock);
 /* Answers a resolve-query from the durable journal (destination side). */
 const char *engine_resolve_answer(Engine *e, const char *migration_id);
+/* Drops a finished, committed destination record once its source has dropped its own. */
+void engine_forget(Engine *e, const char *migration_id);

@@ -773,10 +773,9 @@ static void run_rollback_destination(Run *r) {
                                 post_simple(r, "irq-unwatch", "index", json_object_new_int(idx));
                         }
         }
-        if (r->journal) {
-                json_object_object_add(r->journal, "done", json_object_new_boolean(true));
-                (void) run_journal_save(r, "abort");
-        }
+        /* No record answers a resolve-query exactly as an abort record would: nothing needs to stay. */
+        if (r->journal && !streq_ptr(json_object_get_string(json_object_object_get(r->journal, "decision")), "commit"))
+                (void) journal_remove(r->engine->journal_dir, r->id);
 }
 
 static void run_post_done(Run *r, const char *result) {
@@ -882,6 +881,31 @@ static void run_merge_peer_timeline(Run *r, struct json_object *started) {
                 r->run_rt_usec = (uint64_t) json_object_get_int64(rt);
 }
 
+/* The source's record is gone: the destination's committed record has nobody left to answer and may go too.
+ * Best effort; a record that stays is only disk space. */
+static void run_send_forget(Run *r, PeerConn *conn) {
+        struct json_object *m = message_new(r, "forget");
+
+        (void) peer_send(conn, m, 2000000u);
+        json_object_put(m);
+}
+
+static void run_forget_at_peer(Run *r) {
+        _cleanup_(peer_conn_freep) PeerConn *c = NULL;
+
+        if (peer_connect(r->peer_host, r->peer_port, &r->tls, r->local_name, 2000000u, &c, NULL) >= 0)
+                run_send_forget(r, c);
+}
+
+/* Destination, after "started": the source says it forgot, normally within milliseconds. */
+static void run_await_forget(Run *r) {
+        _cleanup_json_ struct json_object *m = NULL;
+
+        if (peer_recv(r->conn, 5000000u, &m, NULL) >= 0 && streq(msg_type(m), "forget") &&
+            streq(msg_string(m, "migration"), r->id))
+                engine_forget(r->engine, r->id);
+}
+
 void *run_source_main(void *userdata) {
         Run *r = userdata;
         _cleanup_json_ struct json_object *started = NULL;
@@ -913,6 +937,7 @@ void *run_source_main(void *userdata) {
                 run_merge_peer_timeline(r, started);
         r->error[0] = '\0';
         (void) journal_remove(r->engine->journal_dir, r->id);
+        run_send_forget(r, r->conn);
         log_full(LOG_INFO, 0, MIGD_MESSAGE_MIGRATION_DONE, r->device_id, r->id, "Migration to %s:%u succeeded.",
                  r->peer_host, r->peer_port);
         run_post_done(r, "success");
@@ -1023,6 +1048,11 @@ void *run_destination_main(void *userdata) {
                 engine_post_last(r->engine, r, json_object_new_object());
                 return NULL;
         }
+        if (q >= 0 && streq(msg_type(pre), "forget")) {
+                engine_forget(r->engine, msg_string(pre, "migration"));
+                engine_post_last(r->engine, r, json_object_new_object());
+                return NULL;
+        }
         if (q < 0 || !streq(msg_type(pre), "preflight")) {
                 log_full(LOG_WARNING, q, NULL, NULL, NULL, "Peer %s sent no preflight: %s", strna(r->peer_host),
                          why ?: (q < 0 ? strerror(-q) : msg_type(pre)));
@@ -1086,6 +1116,7 @@ void *run_destination_main(void *userdata) {
         r->error[0] = '\0';
         json_object_object_add(r->journal, "done", json_object_new_boolean(true));
         (void) run_journal_save(r, "commit");
+        run_await_forget(r);
         run_post_done(r, "success");
         return NULL;
 
@@ -1112,6 +1143,7 @@ void *run_resolve_main(void *userdata) {
         if (streq(decision, "commit")) {
                 run_teardown_irqs(r);
                 (void) journal_remove(r->engine->journal_dir, r->id);
+                run_forget_at_peer(r);
                 run_post_done(r, "success");
         } else if (streq(decision, "abort")) {
                 run_fail(r, -ECONNABORTED, "the destination aborted before it received the commit");

@@ -948,6 +948,19 @@ const char *engine_resolve_answer(Engine *e, const char *migration_id) {
         return "abort";
 }
 
+void engine_forget(Engine *e, const char *migration_id) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ struct json_object *record = NULL;
+
+        if (!migration_id || strchr(migration_id, '/') || asprintf(&path, "%s/%s.json", e->journal_dir, migration_id) < 0)
+                return;
+        record = json_object_from_file(path);
+        /* Only a finished commit: a live record is the authority a source may still need. */
+        if (record && streq_ptr(jstr(record, "role"), "destination") && streq_ptr(jstr(record, "decision"), "commit") &&
+            json_object_get_boolean(json_object_object_get(record, "done")))
+                (void) journal_remove(e->journal_dir, migration_id);
+}
+
 static int recover_migration_object(Engine *e, const char *id, struct json_object *rec, const char *result,
                                     const char *error_text) {
         _cleanup_(migration_freep) Migration *mig = NULL;
@@ -1034,9 +1047,7 @@ static void recover_record(Engine *e, const char *id, struct json_object *rec) {
                         if (d->irq_enabled[idx])
                                 (void) device_disable_irqs(d, idx);
                 r = walk_or_reset(d, MIG_STATE_STOP);
-                json_object_object_add(rec, "decision", json_object_new_string("abort"));
-                json_object_object_add(rec, "done", json_object_new_boolean(true));
-                (void) journal_save(e->journal_dir, id, rec);
+                (void) journal_remove(e->journal_dir, id);
                 snprintf(text, sizeof(text), "migd restarted during %s before the commit; the target was released",
                          strna(phase));
                 (void) recover_migration_object(e, id, rec, "failed", text);

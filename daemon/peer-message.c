@@ -58,6 +58,7 @@ static const MessageSchema schemas[] = {
         { "rollback", { { "migration", FIELD_STRING }, { "reason", FIELD_STRING } } },
         { "cancel", { { "migration", FIELD_STRING }, { "reason", FIELD_STRING } } },
         { "resolve-query", { { "migration", FIELD_STRING } } },
+        { "forget", { { "migration", FIELD_STRING } } },
         { "resolve-answer", { { "migration", FIELD_STRING }, { "decision", FIELD_DECISION } } },
 };
 

@@ -57,5 +57,8 @@ for c in $cases; do
         esac
         stop_proxy
 done
+# Failed before the commit: a missing record answers a resolve-query as an abort record would.
+expect_eq "no journal record left on either host after the failed migrations" "a: b:" \
+        "a:$(ls "$T/a/state/journal" | tr '\n' ' ') b:$(ls "$T/b/state/journal" | tr '\n' ' ')"
 
 finish

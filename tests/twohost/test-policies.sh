@@ -106,4 +106,13 @@ for c in "${cases[@]}"; do
                         "$(record_file b "$name")@$mi" irq_lost)"
 done
 
+# Each side drops its journal record once the other can no longer need it: the source after the commit is
+# confirmed, the destination when the source says it forgot (peer message "forget").
+for _ in $(seq 50); do
+        [ -z "$(ls "$T/b/state/journal")" ] && break
+        sleep 0.1
+done
+expect_eq "no journal record left on either host after the migrations" "a: b:" \
+        "a:$(ls "$T/a/state/journal" | tr '\n' ' ') b:$(ls "$T/b/state/journal" | tr '\n' ' ')"
+
 finish
