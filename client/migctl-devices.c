@@ -72,15 +72,32 @@ static int transport_errno(const sd_bus_error *e, int r) {
         return IN_SET_TRANSPORT(err) ? err : 0;
 }
 
+/* One table for a method's error and a failed migration's ErrorName. */
+int migctl_exit_for_error_name(const char *name) {
+        static const struct {
+                const char *name;
+                int exit_code;
+        } map[] = {
+                { MIGD_ERROR_NO_SUCH_DEVICE, MIGCTL_EXIT_NOT_FOUND },
+                { MIGD_ERROR_NO_SUCH_POLICY, MIGCTL_EXIT_NOT_FOUND },
+                { MIGD_ERROR_NO_SUCH_MIGRATION, MIGCTL_EXIT_NOT_FOUND },
+                { MIGD_ERROR_NOT_PERMITTED, MIGCTL_EXIT_NOT_PERMITTED },
+                { SD_BUS_ERROR_ACCESS_DENIED, MIGCTL_EXIT_NOT_PERMITTED },
+                { SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, MIGCTL_EXIT_NOT_PERMITTED },
+                { MIGD_ERROR_INVALID_POLICY, MIGCTL_EXIT_POLICY },
+                { MIGD_ERROR_POLICY_VIOLATION, MIGCTL_EXIT_POLICY },
+                { MIGD_ERROR_PEER_UNREACHABLE, MIGCTL_EXIT_PEER_UNREACHABLE },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (streq_ptr(name, map[i].name))
+                        return map[i].exit_code;
+        return MIGCTL_EXIT_FAILED;
+}
+
 int migctl_exit_for_bus_error(const sd_bus_error *e, int r, const char *what) {
         static const char *const not_running[] = { SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
                                                    NULL };
-        static const char *const not_found[] = { MIGD_ERROR_NO_SUCH_DEVICE, MIGD_ERROR_NO_SUCH_POLICY,
-                                                 MIGD_ERROR_NO_SUCH_MIGRATION, NULL };
-        static const char *const not_permitted[] = { MIGD_ERROR_NOT_PERMITTED, SD_BUS_ERROR_ACCESS_DENIED,
-                                                     SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, NULL };
-        static const char *const policy[] = { MIGD_ERROR_INVALID_POLICY, MIGD_ERROR_POLICY_VIOLATION, NULL };
-        static const char *const peer[] = { MIGD_ERROR_PEER_UNREACHABLE, NULL };
 
         assert(what);
 
@@ -102,15 +119,7 @@ int migctl_exit_for_bus_error(const sd_bus_error *e, int r, const char *what) {
 
         if (!e || !sd_bus_error_is_set(e))
                 return MIGCTL_EXIT_FAILED;
-        if (error_is_one_of(e, not_found))
-                return MIGCTL_EXIT_NOT_FOUND;
-        if (error_is_one_of(e, not_permitted))
-                return MIGCTL_EXIT_NOT_PERMITTED;
-        if (error_is_one_of(e, policy))
-                return MIGCTL_EXIT_POLICY;
-        if (error_is_one_of(e, peer))
-                return MIGCTL_EXIT_PEER_UNREACHABLE;
-        return MIGCTL_EXIT_FAILED;
+        return migctl_exit_for_error_name(e->name);
 }
 
 /* Calls a method on migd that returns one JSON string, and parses it. */

@@ -201,19 +201,12 @@ static int open_migration(const MigctlContext *ctx, const char *arg, sd_bus **re
         return 0;
 }
 
-/* The exit code a finished migration stands for; the engine's error text says why it failed. */
+/* The exit code a finished migration stands for: its ErrorName says why it failed. */
 static int exit_for_result(const MigrationInfo *m) {
-        const char *e = m->error ?: "";
-
         if (streq_ptr(m->result, "success"))
                 return MIGCTL_EXIT_OK;
-        if (streq_ptr(m->result, "failed")) {
-                if (strstr(e, "cannot reach") || strstr(e, "Connection refused") || strstr(e, "unreachable"))
-                        return MIGCTL_EXIT_PEER_UNREACHABLE;
-                if (strstr(e, "cannot be planned") || strstr(e, "disagree on the plan") ||
-                    strstr(e, "olicy") /* "Policy …"/"policy …" violations */)
-                        return MIGCTL_EXIT_POLICY;
-        }
+        if (streq_ptr(m->result, "failed"))
+                return migctl_exit_for_error_name(m->error_name);
         return MIGCTL_EXIT_FAILED;
 }
 

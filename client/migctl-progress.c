@@ -17,7 +17,7 @@
 
 void migration_info_done(MigrationInfo *m) {
         char **strings[] = { &m->id,    &m->object_path, &m->role,   &m->device, &m->peer,
-                             &m->policy, &m->phase,       &m->result, &m->error };
+                             &m->policy, &m->phase,       &m->result, &m->error,  &m->error_name };
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
                 free(*strings[i]);
@@ -45,7 +45,7 @@ static char **string_field(MigrationInfo *m, const char *name) {
                 { "Role", "role", &m->role },     { "Device", "device", &m->device },
                 { "Peer", "peer", &m->peer },     { "Policy", "policy", &m->policy },
                 { "Phase", "phase", &m->phase },  { "Result", "result", &m->result },
-                { "Error", "error", &m->error },
+                { "Error", "error", &m->error },  { "ErrorName", "error_name", &m->error_name },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(map); i++)

@@ -19,6 +19,7 @@ typedef struct MigrationInfo {
         char *phase;
         char *result;
         char *error;
+        char *error_name;
         uint64_t bytes_total;
         uint64_t bytes_transferred;
         uint64_t rate;

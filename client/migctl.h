@@ -45,3 +45,5 @@ int verb_timeline(int argc, char *argv[], MigctlContext *ctx);
 int migctl_bus_open(const MigctlContext *ctx, sd_bus **ret);
 /* Prints a D-Bus error as a sentence on stderr and maps it to an exit code. */
 int migctl_exit_for_bus_error(const sd_bus_error *e, int r, const char *what);
+/* The exit code for an org.vfiomig.Migd1.Error.* (or D-Bus) error name; MIGCTL_EXIT_FAILED for others. */
+int migctl_exit_for_error_name(const char *name);

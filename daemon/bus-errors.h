@@ -16,6 +16,8 @@
 #define MIGD_ERROR_NOT_PERMITTED     "org.vfiomig.Migd1.Error.NotPermitted"
 #define MIGD_ERROR_NOT_SUPPORTED     "org.vfiomig.Migd1.Error.NotSupported"
 #define MIGD_ERROR_PAST_COMMIT       "org.vfiomig.Migd1.Error.PastCommitPoint"
+/* Only as a failed Migration's ErrorName: no more specific name applies. */
+#define MIGD_ERROR_MIGRATION_FAILED  "org.vfiomig.Migd1.Error.MigrationFailed"
 
 /* Terminated by SD_BUS_ERROR_MAP_END; both the daemon and clients register it with sd_bus_error_add_map(). */
 extern const sd_bus_error_map migd_bus_error_map[];

@@ -78,6 +78,7 @@ struct Run {
         uint64_t stop_rt_usec;         /* source: the device left its running states */
         uint64_t run_rt_usec;          /* destination: the device ran again */
         char error[512];
+        const char *error_name;        /* static MIGD_ERROR_* for error[], NULL for the generic MigrationFailed */
 };
 
 /* Main-loop half, callable from workers. */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bus-errors.h"
 #include "engine-internal.h"
 #include "journal.h"
 #include "log.h"
@@ -138,17 +139,53 @@ static void run_phase(Run *r, MigPhase phase) {
 }
 
 static int run_fail(Run *r, int error, const char *format, ...) _printf_(3, 4);
+static int run_fail_as(Run *r, const char *error_name, int error, const char *format, ...) _printf_(4, 5);
 
 /* Keeps the first failure: later ones are usually its consequences. */
-static int run_fail(Run *r, int error, const char *format, ...) {
-        va_list ap;
-
+static int run_failv(Run *r, const char *error_name, int error, const char *format, va_list ap) {
         if (r->error[0] == '\0') {
-                va_start(ap, format);
                 vsnprintf(r->error, sizeof(r->error), format, ap);
-                va_end(ap);
+                r->error_name = error_name;
         }
         return error < 0 ? error : -EIO;
+}
+
+static int run_fail(Run *r, int error, const char *format, ...) {
+        va_list ap;
+        int q;
+
+        va_start(ap, format);
+        q = run_failv(r, NULL, error, format, ap);
+        va_end(ap);
+        return q;
+}
+
+/* With the name programs see as the Migration's ErrorName (migctl's exit code comes from it). */
+static int run_fail_as(Run *r, const char *error_name, int error, const char *format, ...) {
+        va_list ap;
+        int q;
+
+        va_start(ap, format);
+        q = run_failv(r, error_name, error, format, ap);
+        va_end(ap);
+        return q;
+}
+
+/* The peer's error code (an error message's "code") as one of our names; anything else is generic. */
+static const char *error_name_for_code(const char *code) {
+        static const struct {
+                const char *code, *name;
+        } map[] = {
+                { "PolicyViolation", MIGD_ERROR_POLICY_VIOLATION },
+                { "NoSuchPolicy", MIGD_ERROR_NO_SUCH_POLICY },
+                { "NoSuchDevice", MIGD_ERROR_NO_SUCH_DEVICE },
+                { "Busy", MIGD_ERROR_BUSY },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (streq_ptr(code, map[i].code))
+                        return map[i].name;
+        return NULL;
 }
 
 static void run_progress(Run *r, bool force) {
@@ -383,8 +420,8 @@ static int run_expect(Run *r, const char *type, MigPhase phase, struct json_obje
         if (q < 0)
                 return run_fail(r, q, "waiting for \"%s\" from %s: %s", type, r->peer_host, why ?: strerror(-q));
         if (streq(msg_type(m), "error"))
-                return run_fail(r, -EREMOTEIO, "%s refused: %s (%s)", r->peer_host, msg_string(m, "message"),
-                                msg_string(m, "code"));
+                return run_fail_as(r, error_name_for_code(msg_string(m, "code")), -EREMOTEIO, "%s refused: %s (%s)",
+                                   r->peer_host, msg_string(m, "message"), msg_string(m, "code"));
         if (streq(msg_type(m), "rollback") || streq(msg_type(m), "cancel"))
                 return run_fail(r, -ECANCELED, "%s rolled back: %s", r->peer_host, msg_string(m, "reason"));
         if (!streq(msg_type(m), type))
@@ -793,6 +830,7 @@ static void run_post_done(Run *r, const char *result) {
         json_object_object_add(u, "device", json_object_new_string(r->device_id));
         json_object_object_add(u, "result", json_object_new_string(result));
         json_object_object_add(u, "error", json_object_new_string(r->error));
+        json_object_object_add(u, "error_name", json_object_new_string(r->error_name ?: ""));
         json_object_object_add(u, "downtime_usec", json_object_new_int64((int64_t) downtime));
         engine_post_last(r->engine, r, u);
 }
@@ -847,7 +885,8 @@ static int run_source_preflight(Run *r) {
         q = peer_connect(r->peer_host, r->peer_port, &r->tls, r->local_name, phase_timeout(r, MIG_PHASE_PREFLIGHT),
                          &conn, &why);
         if (q < 0)
-                return run_fail(r, q, "cannot reach %s:%u: %s", r->peer_host, r->peer_port, why ?: strerror(-q));
+                return run_fail_as(r, MIGD_ERROR_PEER_UNREACHABLE, q, "cannot reach %s:%u: %s", r->peer_host,
+                                   r->peer_port, why ?: strerror(-q));
         peer_conn_set_silence_timeout(conn, r->silence_usec);
         run_publish_conn(r, conn);
         msg = message_new(r, "preflight");
@@ -1063,14 +1102,18 @@ void *run_destination_main(void *userdata) {
         r->id = strdup(msg_string(pre, "migration"));
         q = run_claim_target(r, pre);
         if (q < 0) {
-                run_fail(r, q, "%s", r->error[0] ? r->error : "no matching target device");
                 code = q == -EBUSY ? "Busy" : q == -ENOENT ? "NoSuchPolicy" : q == -EINVAL ? "PolicyViolation"
                                                                                          : "NoSuchDevice";
+                /* The claim wrote its reason into r->error already, when it had one. */
+                if (!r->error[0])
+                        snprintf(r->error, sizeof(r->error), "no matching target device");
+                r->error_name = error_name_for_code(code);
                 goto refuse;
         }
         q = run_destination_preflight(r, pre);
         if (q < 0) {
                 code = "PolicyViolation";
+                r->error_name = MIGD_ERROR_POLICY_VIOLATION;
                 goto refuse;
         }
         run_journal_init(r);

@@ -274,14 +274,13 @@ static void trim_history(Engine *e) {
 }
 
 static void apply_done(Engine *e, Run *run, Migration *mig, struct json_object *u) {
-        static const char *const props[] = { "Result", "Error", "DowntimeUsec", "Phase", "BytesTotal",
+        static const char *const props[] = { "Result", "Error", "ErrorName", "DowntimeUsec", "Phase", "BytesTotal",
                                              "BytesTransferred", "Rate", "EtaSeconds", NULL };
         const char *result = jstr(u, "result");
         bool in_doubt = streq(result, "in-doubt");
 
         if (mig) {
-                (void) migration_set_string(&mig->result, result);
-                (void) migration_set_string(&mig->error, jstr(u, "error"));
+                migration_set_result(mig, result, jstr(u, "error"), jstr(u, "error_name"));
                 mig->downtime_usec = (uint64_t) json_object_get_int64(json_object_object_get(u, "downtime_usec"));
                 mig->eta_seconds = 0;
                 (void) migration_set_string(&mig->phase, in_doubt ? "commit" : "");
@@ -689,6 +688,8 @@ static void handle_update(Engine *e, struct json_object *u) {
                 struct json_object *done = json_object_new_object();
                 json_object_object_add(done, "result", json_object_new_string("failed"));
                 json_object_object_add(done, "error", json_object_new_string(run ? run->error : "refused"));
+                json_object_object_add(done, "error_name",
+                                       json_object_new_string(run && run->error_name ? run->error_name : ""));
                 apply_done(e, run, mig, done);
                 json_object_put(done);
         }
@@ -976,8 +977,7 @@ static int recover_migration_object(Engine *e, const char *id, struct json_objec
         (void) migration_set_string(&mig->device, jstr(rec, "device"));
         (void) migration_set_string(&mig->peer, peer);
         (void) migration_set_string(&mig->policy, jstr(rec, "policy"));
-        (void) migration_set_string(&mig->result, result);
-        (void) migration_set_string(&mig->error, error_text);
+        migration_set_result(mig, result, error_text, NULL);
         mig->userdata = e;
         mig->cancel = migration_cancel;
         r = manager_add_migration(e->manager, mig);
@@ -1084,7 +1084,7 @@ int engine_recover(Engine *e) {
 }
 
 int engine_resolve(Engine *e, const char *migration_id, bool commit, sd_bus_error *error) {
-        static const char *const props[] = { "Result", "Error", "Phase", NULL };
+        static const char *const props[] = { "Result", "Error", "ErrorName", "Phase", NULL };
         Migration *mig = manager_find_migration(e->manager, migration_id);
         Device *d;
         int r = 0;
@@ -1107,8 +1107,8 @@ int engine_resolve(Engine *e, const char *migration_id, bool commit, sd_bus_erro
         if (r < 0)
                 return sd_bus_error_set_errnof(error, -r, "Device %s could not be run again: %s", d->id, strerror(-r));
         (void) journal_remove(e->journal_dir, mig->id);
-        (void) migration_set_string(&mig->result, commit ? "success" : "failed");
-        (void) migration_set_string(&mig->error, commit ? "" : "aborted by the operator (migctl resolve --abort)");
+        migration_set_result(mig, commit ? "success" : "failed",
+                             commit ? "" : "aborted by the operator (migctl resolve --abort)", NULL);
         (void) migration_set_string(&mig->phase, "");
         emit_migration(e, mig, props);
         if (d)

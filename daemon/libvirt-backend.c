@@ -568,12 +568,12 @@ static void migration_set_phase(Manager *m, Migration *mig, const char *phase) {
 }
 
 static void migration_end(Manager *m, Migration *mig, const char *result, const char *error) {
-        static char *const props[] = { (char *) "Result", (char *) "Error", (char *) "Phase", (char *) "EtaSeconds",
+        static char *const props[] = { (char *) "Result", (char *) "Error", (char *) "ErrorName", (char *) "Phase",
+                                       (char *) "EtaSeconds",
                                        (char *) "BytesTotal", (char *) "BytesTransferred", (char *) "Rate", NULL };
         struct json_object *ev;
 
-        (void) migration_set_string(&mig->result, result);
-        (void) migration_set_string(&mig->error, error);
+        migration_set_result(mig, result, error, NULL);
         (void) migration_set_string(&mig->phase, "");
         mig->eta_seconds = 0;
         timeline_add(m, mig, "result", "result", result);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus-errors.h"
 #include "migration.h"
 #include "util.h"
 
@@ -24,9 +25,10 @@ int migration_new(const char *id, Migration **ret) {
         m->phase = strdup("");
         m->result = strdup("");
         m->error = strdup("");
+        m->error_name = strdup("");
         m->timeline = json_object_new_array();
         if (!m->id || !m->role || !m->device || !m->peer || !m->policy || !m->phase || !m->result || !m->error ||
-            !m->timeline)
+            !m->error_name || !m->timeline)
                 return -ENOMEM;
         *ret = TAKE_PTR(m);
         return 0;
@@ -43,6 +45,7 @@ Migration *migration_free(Migration *m) {
         free(m->phase);
         free(m->result);
         free(m->error);
+        free(m->error_name);
         json_object_put(m->timeline);
         free(m);
         return NULL;
@@ -87,7 +90,19 @@ struct json_object *migration_to_json(const Migration *m, const char *object_pat
             add_string(o, "phase", m->phase) < 0 || add_u64(o, "bytes_total", m->bytes_total) < 0 ||
             add_u64(o, "bytes_transferred", m->bytes_transferred) < 0 || add_u64(o, "rate", m->rate) < 0 ||
             add_u64(o, "eta_seconds", m->eta_seconds) < 0 || add_u64(o, "downtime_usec", m->downtime_usec) < 0 ||
-            add_string(o, "result", m->result) < 0 || add_string(o, "error", m->error) < 0)
+            add_string(o, "result", m->result) < 0 || add_string(o, "error", m->error) < 0 ||
+            add_string(o, "error_name", m->error_name) < 0)
                 return NULL;
         return TAKE_PTR(o);
+}
+
+void migration_set_result(Migration *m, const char *result, const char *error, const char *error_name) {
+        bool failed = streq_ptr(result, "failed");
+
+        assert(m);
+
+        (void) migration_set_string(&m->result, result);
+        (void) migration_set_string(&m->error, error);
+        (void) migration_set_string(&m->error_name,
+                                    !failed ? "" : error_name && error_name[0] ? error_name : MIGD_ERROR_MIGRATION_FAILED);
 }

@@ -24,6 +24,7 @@ struct Migration {
         uint64_t downtime_usec;
         char *result;              /* "", "success", "failed", "cancelled", "in-doubt" */
         char *error;               /* "" unless failed */
+        char *error_name;          /* "" unless failed: an org.vfiomig.Migd1.Error.* name for programs */
         struct json_object *timeline; /* array of events, owned */
 
         struct Manager *manager;   /* set by manager_add_migration() */
@@ -40,3 +41,5 @@ void migration_freep(Migration **m);
 /* Replaces one string field with a copy of value. */
 int migration_set_string(char **field, const char *value);
 struct json_object *migration_to_json(const Migration *m, const char *object_path);
+/* Result, Error and ErrorName together; a failure without a more specific name is MigrationFailed. */
+void migration_set_result(Migration *m, const char *result, const char *error, const char *error_name);

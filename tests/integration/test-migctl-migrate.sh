@@ -181,6 +181,15 @@ restart_hosts
 out=$(a migrate gpu0 --to 127.0.0.1:1 2>&1)
 expect_eq "migrate to a closed port: exit 4" 4 "$?"
 expect_contains "migrate to a closed port: the failure sentence" "migctl: Migration of gpu0 to 127.0.0.1:1 failed: cannot reach 127.0.0.1:1" "$out"
+expect_eq "migrate to a closed port: the Migration's ErrorName" '"org.vfiomig.Migd1.Error.PeerUnreachable"' \
+        "$(a status --json | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)[-1]["error_name"]))')"
+
+# --- the destination refuses: its reason reaches the exit code through ErrorName ---
+out=$(a migrate gpu0 --to "$DEST" --target nosuch 2>&1)
+expect_eq "migrate to a target the destination does not have: exit 6" 6 "$?"
+expect_contains "... the destination's sentence" "refused: no device nosuch on" "$out"
+expect_eq "... ErrorName NoSuchDevice; the source runs on" "org.vfiomig.Migd1.Error.NoSuchDevice RUNNING" \
+        "$(a status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["error_name"])') $(device_state_a)"
 
 # --- --no-wait, then watch ---
 STATE_SIZE=1G
