@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/param.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include <gnutls/crypto.h>
@@ -39,6 +40,11 @@
 #define SILENCE_DEFAULT_USEC (5 * USEC_PER_SEC_)
 #define LINGER_USEC (500 * USEC_PER_MSEC_)
 #define ACK_EVERY (1024u * 1024u)
+/* Frames up to this size (header included) go to GnuTLS as one piece. */
+#define TLS_COALESCE_MAX 4096u
+/* TLS records are at most 16 KiB: this much ciphertext is read ahead and gathered for sending, so that a
+ * MiB of data costs a few syscalls instead of one or two per record. */
+#define TLS_IO_BUFFER_SIZE (256u * 1024u)
 
 /* Keepalive probes after 5 s idle, every 2 s, 3 of them; unacknowledged data fails after 15 s. */
 #define TCP_KEEPIDLE_SEC 5
@@ -61,6 +67,11 @@ struct PeerConn {
 
         gnutls_certificate_credentials_t creds;
         gnutls_session_t session; /* NULL when insecure */
+        uint8_t *tls_in;          /* ciphertext read ahead, [tls_in_pos, tls_in_len) not yet given to GnuTLS */
+        size_t tls_in_pos, tls_in_len;
+        uint8_t *tls_out;         /* ciphertext gathered while a frame is written, under send_lock */
+        size_t tls_out_len;
+        bool tls_out_batch;
 
         char *remote_name;
         uint32_t version;
@@ -81,8 +92,6 @@ struct PeerConn {
 
         /* Serializes every writer: the calling thread and the keepalive thread. */
         pthread_mutex_t send_lock;
-        uint8_t *tx_buf;
-        size_t tx_buf_size;
 
         pthread_t keepalive_thread;
         bool keepalive_running;
@@ -583,6 +592,8 @@ PeerConn *peer_conn_free(PeerConn *c) {
                 (void) gnutls_bye(c->session, GNUTLS_SHUT_WR);
         if (c->session)
                 gnutls_deinit(c->session);
+        free(c->tls_in);
+        free(c->tls_out);
         if (c->creds)
                 gnutls_certificate_free_credentials(c->creds);
         if (c->fd >= 0)
@@ -594,7 +605,6 @@ PeerConn *peer_conn_free(PeerConn *c) {
         for (size_t i = 0; i < c->n_queue; i++)
                 json_object_put(c->queue[i]);
         free(c->queue);
-        free(c->tx_buf);
         free(c->rx_buf);
         strv_free(c->capabilities);
         free(c->remote_name);
@@ -763,23 +773,77 @@ static int conn_wait(PeerConn *c, short events, uint64_t deadline, char **error)
 
 /* ---- TLS sessions ---- */
 
+/* Sends what tls_out holds, as far as the socket takes it: 0, or a negative errno (-EAGAIN when full). */
+static int tls_out_flush(PeerConn *c) {
+        size_t done = 0;
+        int r = 0;
+
+        while (done < c->tls_out_len) {
+                /* MSG_NOSIGNAL: a vanished peer is an error to report, not a SIGPIPE for the whole daemon. */
+                ssize_t k = send(c->fd, c->tls_out + done, c->tls_out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                done += (size_t) k;
+        }
+        memmove(c->tls_out, c->tls_out + done, c->tls_out_len - done);
+        c->tls_out_len -= done;
+        return r;
+}
+
 static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t n) {
         PeerConn *c = p;
+        int r;
 
-        /* MSG_NOSIGNAL: a vanished peer is an error to report, not a SIGPIPE for the whole daemon. */
+        /* Gathered records go first; GnuTLS repeats this call after EAGAIN, so nothing is lost. */
+        if (c->tls_out_len > 0 && (!c->tls_out_batch || c->tls_out_len + n > TLS_IO_BUFFER_SIZE)) {
+                r = tls_out_flush(c);
+                if (r < 0) {
+                        errno = -r;
+                        return -1;
+                }
+        }
+        if (c->tls_out_batch && c->tls_out_len + n <= TLS_IO_BUFFER_SIZE) {
+                memcpy(c->tls_out + c->tls_out_len, data, n);
+                c->tls_out_len += n;
+                return (ssize_t) n;
+        }
         return send(c->fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static bool tls_in_buffered(const PeerConn *c) {
+        return c->tls_in_pos < c->tls_in_len;
 }
 
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t n) {
         PeerConn *c = p;
+        size_t k;
 
-        return recv(c->fd, data, n, MSG_DONTWAIT);
+        /* GnuTLS asks for each record's 5-byte header and then for its body. */
+        if (!tls_in_buffered(c)) {
+                ssize_t got = recv(c->fd, c->tls_in, TLS_IO_BUFFER_SIZE, MSG_DONTWAIT);
+
+                if (got <= 0)
+                        return got;
+                c->tls_in_pos = 0;
+                c->tls_in_len = (size_t) got;
+        }
+        k = MIN(n, c->tls_in_len - c->tls_in_pos);
+        memcpy(data, c->tls_in + c->tls_in_pos, k);
+        c->tls_in_pos += k;
+        return (ssize_t) k;
 }
 
 static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms) {
         PeerConn *c = p;
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 
+        if (tls_in_buffered(c))
+                return 1;
         return poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int) MIN(ms, (unsigned) INT_MAX));
 }
 
@@ -796,7 +860,9 @@ static int conn_tls_setup(PeerConn *c, gnutls_certificate_credentials_t creds, c
 
         c->creds = creds;
         c->ca_file = strdup(tls->ca_file);
-        if (!c->ca_file)
+        c->tls_in = malloc(TLS_IO_BUFFER_SIZE);
+        c->tls_out = malloc(TLS_IO_BUFFER_SIZE);
+        if (!c->ca_file || !c->tls_in || !c->tls_out)
                 return -ENOMEM;
 
         r = gnutls_init(&c->session, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS);
@@ -1010,7 +1076,11 @@ static int conn_tls_handshake(PeerConn *c, uint64_t deadline, char **error) {
                 if (r == GNUTLS_E_SUCCESS)
                         return 0;
                 if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-                        r = conn_wait(c, gnutls_record_get_direction(c->session) ? POLLOUT : POLLIN, deadline, error);
+                        bool out = gnutls_record_get_direction(c->session);
+
+                        if (!out && tls_in_buffered(c))
+                                continue;
+                        r = conn_wait(c, out ? POLLOUT : POLLIN, deadline, error);
                         if (r < 0)
                                 return r;
                         continue;
@@ -1069,8 +1139,8 @@ static int conn_read_some(PeerConn *c, void *buf, size_t n, uint64_t deadline, b
                         return conn_eof(c, error);
                 if (k != -EAGAIN)
                         return (int) k;
-                /* GnuTLS may hold decrypted bytes that poll() cannot see. */
-                if (c->session && gnutls_record_check_pending(c->session) > 0)
+                /* GnuTLS, and the read-ahead, may hold bytes that poll() cannot see. */
+                if (c->session && (gnutls_record_check_pending(c->session) > 0 || tls_in_buffered(c)))
                         continue;
                 if (nonblock)
                         return -EAGAIN;
@@ -1263,71 +1333,134 @@ static void frame_header_put(uint8_t *h, uint8_t type, uint32_t len) {
         h[7] = (uint8_t) len;
 }
 
-static int conn_write_all(PeerConn *c, const uint8_t *p, size_t n, uint64_t deadline, char **error) {
-        while (n > 0) {
+/* One attempt at sending the front of iov: the byte count, or -EAGAIN when the socket is full. */
+static ssize_t conn_write_once(PeerConn *c, const struct iovec *iov, size_t n_iov, char **error) {
+        ssize_t k;
+
+        if (c->session) {
+                /* After GNUTLS_E_AGAIN GnuTLS wants the very same arguments again, which is what the
+                 * unchanged iov gives it. */
+                k = gnutls_record_send(c->session, iov->iov_base, iov->iov_len);
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+                        return -EAGAIN;
+                if (k < 0)
+                        return tls_error(c, (int) k, "sending to", error);
+                return k;
+        }
+
+        k = sendmsg(c->fd, &(struct msghdr) { .msg_iov = (struct iovec *) iov, .msg_iovlen = n_iov },
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k >= 0)
+                return k;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return -EAGAIN;
+        if (errno == EPIPE || errno == ECONNRESET)
+                return conn_eof(c, error);
+        return set_error(error, -errno, "cannot send to %s: %s", c->label, strerror(errno));
+}
+
+/* Pushes out the records tls_push() gathered. */
+static int tls_out_drain(PeerConn *c, uint64_t deadline, char **error) {
+        while (c->tls_out_len > 0) {
+                int r = tls_out_flush(c);
+
+                if (r == -EPIPE || r == -ECONNRESET)
+                        return conn_eof(c, error);
+                if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK)
+                        return set_error(error, r, "cannot send to %s: %s", c->label, strerror(-r));
+                if (r < 0) {
+                        r = conn_wait(c, POLLOUT, deadline, error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/* Hands every byte that iov points to over to the socket (or to GnuTLS, whose records may wait in tls_out),
+ * consuming iov on the way. One sendmsg() takes a frame's header and payload together, so a data frame never
+ * needs copying into a buffer of its own. */
+static int conn_write_iov(PeerConn *c, struct iovec *iov, size_t n_iov, uint64_t deadline, char **error) {
+        for (;;) {
                 ssize_t k;
                 int r;
 
+                while (n_iov > 0 && iov->iov_len == 0) {
+                        iov++;
+                        n_iov--;
+                }
+                if (n_iov == 0)
+                        return 0;
                 if (atomic_load(&c->aborted))
                         return conn_cancelled(c, error);
-                if (c->session) {
-                        /* After GNUTLS_E_AGAIN GnuTLS wants the very same arguments again, which is what
-                         * the unchanged p and n give it. */
-                        k = gnutls_record_send(c->session, p, n);
-                        if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
-                                k = -EAGAIN;
-                        else if (k < 0)
-                                return tls_error(c, (int) k, "sending to", error);
-                } else {
-                        k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-                        if (k < 0) {
-                                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                                        k = -EAGAIN;
-                                else if (errno == EPIPE || errno == ECONNRESET)
-                                        return conn_eof(c, error);
-                                else
-                                        return set_error(error, -errno, "cannot send to %s: %s", c->label,
-                                                         strerror(errno));
-                        }
-                }
+                k = conn_write_once(c, iov, n_iov, error);
                 if (k == -EAGAIN) {
                         r = conn_wait(c, POLLOUT, deadline, error);
                         if (r < 0)
                                 return r;
                         continue;
                 }
-                p += k;
-                n -= (size_t) k;
+                if (k < 0)
+                        return (int) k;
+                for (size_t done = (size_t) k; done > 0;) {
+                        size_t step = MIN(done, iov->iov_len);
+
+                        iov->iov_base = (uint8_t *) iov->iov_base + step;
+                        iov->iov_len -= step;
+                        done -= step;
+                        if (iov->iov_len == 0) {
+                                iov++;
+                                n_iov--;
+                        }
+                }
         }
-        return 0;
+}
+
+/* Sends all of iov: with TLS its records gather in tls_out and leave in large sends, the last of them before
+ * this returns. Callers hold send_lock (or own the connection alone). */
+static int conn_write_flushed(PeerConn *c, struct iovec *iov, size_t n_iov, uint64_t deadline, char **error) {
+        int r;
+
+        c->tls_out_batch = c->session != NULL;
+        r = conn_write_iov(c, iov, n_iov, deadline, error);
+        c->tls_out_batch = false;
+        if (r < 0)
+                return r;
+        return tls_out_drain(c, deadline, error);
+}
+
+static int conn_write_all(PeerConn *c, const uint8_t *p, size_t n, uint64_t deadline, char **error) {
+        struct iovec iov = { .iov_base = (void *) p, .iov_len = n };
+
+        return conn_write_flushed(c, &iov, 1, deadline, error);
 }
 
 static int conn_send_frame(PeerConn *c, uint8_t type, const void *payload, size_t len, uint64_t deadline,
                            char **error) {
-        size_t size = FRAME_HEADER_SIZE + len;
-        int r = 0;
+        uint8_t header[FRAME_HEADER_SIZE], small[TLS_COALESCE_MAX];
+        struct iovec iov[] = {
+                { .iov_base = header, .iov_len = sizeof(header) },
+                { .iov_base = (void *) payload, .iov_len = len },
+        };
+        size_t n_iov = ELEMENTSOF(iov);
+        int r;
 
-        pthread_mutex_lock(&c->send_lock);
-        if (c->tx_buf_size < size) {
-                uint8_t *b = realloc(c->tx_buf, size);
-
-                if (!b)
-                        r = -ENOMEM;
-                else {
-                        c->tx_buf = b;
-                        c->tx_buf_size = size;
-                }
-        }
-        if (r >= 0) {
-                frame_header_put(c->tx_buf, type, (uint32_t) len);
+        frame_header_put(header, type, (uint32_t) len);
+        /* GnuTLS makes a record of every piece: a small frame goes in one, a data frame's header may well be
+         * a record of its own. */
+        if (c->session && len <= sizeof(small) - FRAME_HEADER_SIZE) {
+                memcpy(small, header, FRAME_HEADER_SIZE);
                 if (len > 0)
-                        memcpy(c->tx_buf + FRAME_HEADER_SIZE, payload, len);
-                r = conn_write_all(c, c->tx_buf, size, deadline, error);
+                        memcpy(small + FRAME_HEADER_SIZE, payload, len);
+                iov[0] = (struct iovec) { .iov_base = small, .iov_len = FRAME_HEADER_SIZE + len };
+                n_iov = 1;
         }
+        pthread_mutex_lock(&c->send_lock);
+        r = conn_write_flushed(c, iov, n_iov, deadline, error);
         pthread_mutex_unlock(&c->send_lock);
 
         /* Part of a frame may be out: the byte stream has lost its framing. */
-        if (r < 0 && r != -ENOMEM && r != -ECANCELED)
+        if (r < 0 && r != -ECANCELED)
                 conn_mark_broken(c, r, error ? *error : NULL);
         return r;
 }

@@ -10,10 +10,16 @@
 
 #define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
 #define FNV64_PRIME UINT64_C(0x100000001b3)
+/* The page generator's interleaved xorshift64 sequences (docs/sim.md). */
+#define PAGE_FILL_LANES 16u
+#define PAGE_FILL_BLOCK (PAGE_FILL_LANES * 8u)
 
 void sim_hash_init(SimHash *h) {
         assert(h);
-        *h = (SimHash) { .h = FNV64_OFFSET };
+
+        *h = (SimHash) {};
+        for (size_t j = 0; j < SIM_HASH_LANES; j++)
+                h->lane[j] = FNV64_OFFSET;
 }
 
 static void hash_word(uint64_t *h, uint64_t w) {
@@ -45,34 +51,61 @@ static void store_le32(uint8_t *p, uint32_t v) {
         memcpy(p, &v, sizeof(v));
 }
 
+/* x86-64 CPUs with AVX-512 multiply 64-bit lanes natively: a clone of the hash loop for them runs several
+ * times faster than the SSE2 baseline, which has to piece each multiply together from 32-bit ones. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#  define _hash_clones_ __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#  define _hash_clones_
+#endif
+
+/* Whole blocks only; kept apart so that the compiler sees one simple loop over local lanes. */
+_hash_clones_ static void hash_blocks(uint64_t lane[static SIM_HASH_LANES], const uint8_t *b, size_t n_blocks) {
+        uint64_t x[SIM_HASH_LANES];
+
+        memcpy(x, lane, sizeof(x));
+        for (; n_blocks > 0; n_blocks--, b += SIM_HASH_BLOCK)
+                for (size_t j = 0; j < SIM_HASH_LANES; j++)
+                        hash_word(&x[j], load_le64(b + 8 * j));
+        memcpy(lane, x, sizeof(x));
+}
+
 void sim_hash_update(SimHash *h, const void *p, size_t n) {
         const uint8_t *b = p;
+        size_t k;
 
         assert(h);
         assert(p || n == 0);
 
-        /* Chunks split the stream anywhere, so a partial word waits for the next chunk. */
-        while (n > 0 && h->n_carry > 0) {
-                h->carry[h->n_carry++] = *b++;
-                n--;
-                if (h->n_carry == sizeof(h->carry)) {
-                        hash_word(&h->h, load_le64(h->carry));
-                        h->n_carry = 0;
-                }
+        if (n == 0)
+                return;
+        /* Chunks split the stream anywhere, so a partial block waits for the next chunk. */
+        if (h->n_carry > 0) {
+                k = n < SIM_HASH_BLOCK - h->n_carry ? n : SIM_HASH_BLOCK - h->n_carry;
+                memcpy(h->carry + h->n_carry, b, k);
+                h->n_carry += k;
+                b += k;
+                n -= k;
+                if (h->n_carry < SIM_HASH_BLOCK)
+                        return;
+                hash_blocks(h->lane, h->carry, 1);
+                h->n_carry = 0;
         }
-        for (; n >= 8; b += 8, n -= 8)
-                hash_word(&h->h, load_le64(b));
-        memcpy(h->carry, b, n);
-        h->n_carry = n;
+        hash_blocks(h->lane, b, n / SIM_HASH_BLOCK);
+        k = n % SIM_HASH_BLOCK;
+        if (k > 0)
+                memcpy(h->carry, b + n - k, k);
+        h->n_carry = k;
 }
 
 uint64_t sim_hash_final(const SimHash *h) {
-        uint64_t v;
+        uint64_t v = FNV64_OFFSET;
 
         assert(h);
 
-        v = h->h;
-        for (unsigned i = 0; i < h->n_carry; i++)
+        for (size_t j = 0; j < SIM_HASH_LANES; j++)
+                hash_word(&v, h->lane[j]);
+        for (size_t i = 0; i < h->n_carry; i++)
                 hash_word(&v, h->carry[i]);
         return v;
 }
@@ -103,20 +136,32 @@ static uint64_t xorshift64(uint64_t *s) {
         return *s;
 }
 
+/* One word of every lane per block: independent xorshift sequences instead of one long dependency chain. */
+static void page_fill_blocks(uint64_t lane[static PAGE_FILL_LANES], uint8_t *buf, size_t n_blocks) {
+        uint64_t s[PAGE_FILL_LANES];
+
+        memcpy(s, lane, sizeof(s));
+        for (; n_blocks > 0; n_blocks--, buf += PAGE_FILL_BLOCK)
+                for (size_t j = 0; j < PAGE_FILL_LANES; j++)
+                        store_le64(buf + 8 * j, xorshift64(&s[j]));
+        memcpy(lane, s, sizeof(s));
+}
+
 void sim_page_fill(uint64_t seed, uint64_t index, uint64_t generation, uint8_t *buf, size_t len) {
         uint64_t x = seed ^ (index * UINT64_C(0xd6e8feb86659fd93)) ^ (generation * UINT64_C(0xa0761d6478bd642f));
-        uint64_t s = splitmix64(&x) | 1; /* xorshift never leaves 0 */
-        size_t i;
+        uint64_t lane[PAGE_FILL_LANES];
+        size_t whole = len / PAGE_FILL_BLOCK * PAGE_FILL_BLOCK;
 
         assert(buf || len == 0);
 
-        for (i = 0; i + 8 <= len; i += 8)
-                store_le64(buf + i, xorshift64(&s));
-        if (i < len) {
-                uint8_t last[8];
+        for (size_t j = 0; j < PAGE_FILL_LANES; j++)
+                lane[j] = splitmix64(&x) | 1; /* xorshift never leaves 0 */
+        page_fill_blocks(lane, buf, whole / PAGE_FILL_BLOCK);
+        if (whole < len) {
+                uint8_t last[PAGE_FILL_BLOCK];
 
-                store_le64(last, xorshift64(&s));
-                memcpy(buf + i, last, len - i);
+                page_fill_blocks(lane, last, 1);
+                memcpy(buf + whole, last, len - whole);
         }
 }
 
