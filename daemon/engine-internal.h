@@ -64,6 +64,7 @@ struct Run {
         atomic_bool past_commit;       /* the commit decision is durable */
         atomic_bool finished;          /* the worker posted its result */
         bool reapable;                 /* main loop only: finished when the loop last took the queue */
+        bool device_released;          /* main loop only: its result applied; the worker may still talk */
         bool recovery;                 /* a run started by engine_recover() */
         struct json_object *journal;   /* this run's durable record */
         struct json_object *timeline;  /* this host's events, sent to the source at the end (destination) */

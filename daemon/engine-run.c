@@ -815,7 +815,21 @@ static void run_rollback_destination(Run *r) {
                 (void) journal_remove(r->engine->journal_dir, r->id);
 }
 
-static void run_post_done(Run *r, const char *result) {
+/* Waits for the main loop to have applied an update that carried efd as "reply_fd". A daemon that shuts down
+ * stops its loop first and cancels its workers: they must not wait for it then. */
+static int run_wait_for_loop(Run *r, int efd) {
+        uint64_t v;
+
+        while (!atomic_load(&r->cancel)) {
+                struct pollfd p = { .fd = efd, .events = POLLIN };
+
+                if (poll(&p, 1, 100) > 0)
+                        return read(efd, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
+        }
+        return -ECANCELED;
+}
+
+static struct json_object *run_done_update(Run *r, const char *result) {
         struct json_object *u = json_object_new_object(), *ev = run_event_new(r, "result");
         uint64_t downtime = r->stop_rt_usec && r->run_rt_usec > r->stop_rt_usec ? r->run_rt_usec - r->stop_rt_usec : 0;
 
@@ -832,7 +846,26 @@ static void run_post_done(Run *r, const char *result) {
         json_object_object_add(u, "error", json_object_new_string(r->error));
         json_object_object_add(u, "error_name", json_object_new_string(r->error_name ?: ""));
         json_object_object_add(u, "downtime_usec", json_object_new_int64((int64_t) downtime));
-        engine_post_last(r->engine, r, u);
+        return u;
+}
+
+static void run_post_done(Run *r, const char *result) {
+        engine_post_last(r->engine, r, run_done_update(r, result));
+}
+
+/* Destination: the result is shown and the device released before the source hears "started", so whoever
+ * the source's success returns to can use the device on this host at once. The worker stays for "forget". */
+static void run_publish_success(Run *r) {
+        struct json_object *u = run_done_update(r, "success");
+        int efd = eventfd(0, EFD_CLOEXEC);
+
+        if (efd >= 0)
+                json_object_object_add(u, "reply_fd", json_object_new_int(efd));
+        engine_post(r->engine, u);
+        if (efd >= 0) {
+                (void) run_wait_for_loop(r, efd);
+                close(efd);
+        }
 }
 
 static struct json_object *device_to_wire(Run *r) {
@@ -1035,7 +1068,6 @@ static void run_send_error(Run *r, const char *code) {
 static int run_claim_target(Run *r, struct json_object *pre) {
         struct json_object *u = json_object_new_object();
         int efd = eventfd(0, EFD_CLOEXEC);
-        uint64_t v;
         int q;
 
         if (efd < 0) {
@@ -1048,7 +1080,7 @@ static int run_claim_target(Run *r, struct json_object *pre) {
         json_object_object_add(u, "run", json_object_new_int64((int64_t) (intptr_t) r));
         json_object_object_add(u, "reply_fd", json_object_new_int(efd));
         engine_post(r->engine, u);
-        q = read(efd, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
+        q = run_wait_for_loop(r, efd);
         close(efd);
         if (q < 0)
                 return q;
@@ -1056,6 +1088,7 @@ static int run_claim_target(Run *r, struct json_object *pre) {
 }
 
 void *run_destination_main(void *userdata) {
+        _cleanup_json_ struct json_object *timeline_copy = NULL;
         Run *r = userdata;
         _cleanup_json_ struct json_object *pre = NULL, *ok = NULL, *started = NULL;
         _cleanup_free_ char *why = NULL;
@@ -1154,13 +1187,16 @@ void *run_destination_main(void *userdata) {
                 log_full(LOG_WARNING, 0, NULL, r->device_id, r->id, "After the commit: %s", r->error);
         started = message_new(r, "started");
         json_object_object_add(started, "running_rt_usec", json_object_new_int64((int64_t) r->run_rt_usec));
-        json_object_object_add(started, "timeline", json_object_get(r->timeline));
-        (void) peer_send(r->conn, started, 2000000u);
+        /* This host's half as it was when the device ran; its result event stays here. */
+        if (json_object_deep_copy(r->timeline, &timeline_copy, NULL) == 0)
+                json_object_object_add(started, "timeline", TAKE_PTR(timeline_copy));
         r->error[0] = '\0';
         json_object_object_add(r->journal, "done", json_object_new_boolean(true));
         (void) run_journal_save(r, "commit");
+        run_publish_success(r);
+        (void) peer_send(r->conn, started, 2000000u);
         run_await_forget(r);
-        run_post_done(r, "success");
+        engine_post_last(r->engine, r, json_object_new_object()); /* wakes the loop to reap this worker */
         return NULL;
 
 refuse:

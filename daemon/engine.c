@@ -144,7 +144,8 @@ static Run *engine_find_run(Engine *e, const char *id) {
 
 bool engine_device_in_use(Engine *e, const char *device_id) {
         for (size_t i = 0; i < e->n_runs; i++)
-                if (streq_ptr(e->runs[i]->device_id, device_id) && !atomic_load(&e->runs[i]->finished))
+                if (streq_ptr(e->runs[i]->device_id, device_id) && !atomic_load(&e->runs[i]->finished) &&
+                    !e->runs[i]->device_released)
                         return true;
         return false;
 }
@@ -291,8 +292,13 @@ static void apply_done(Engine *e, Run *run, Migration *mig, struct json_object *
                 if (run->role == PLAN_ROLE_DESTINATION && streq(result, "success"))
                         device_drop_restore_fds(run->device);
                 engine_release_device(e, run->device, in_doubt);
+                run->device_released = true;
         }
         trim_history(e);
+        /* A worker that waits to know its device is released before it says so to the source. */
+        if (json_object_object_get(u, "reply_fd"))
+                (void) !write(json_object_get_int(json_object_object_get(u, "reply_fd")), &(uint64_t) { 1 },
+                              sizeof(uint64_t));
 }
 
 static void reap_run(Engine *e, Run *run) {
@@ -492,7 +498,8 @@ static void engine_unwatch_all(void) {
 
 static Run *run_for_device(Engine *e, const char *device_id) {
         for (size_t i = 0; i < e->n_runs; i++)
-                if (streq_ptr(e->runs[i]->device_id, device_id) && !atomic_load(&e->runs[i]->finished))
+                if (streq_ptr(e->runs[i]->device_id, device_id) && !atomic_load(&e->runs[i]->finished) &&
+                    !e->runs[i]->device_released)
                         return e->runs[i];
         return NULL;
 }
