@@ -920,9 +920,12 @@ int engine_listen(Engine *e) {
 
         /* Socket activation: migd.socket hands over the listening socket. */
         n = sd_listen_fds(true);
-        if (n > 0 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        if (n > 0 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) > 0) {
                 e->listen_fd = SD_LISTEN_FDS_START;
-        else {
+                /* [Peer] Listen= is not what we listen on then: say so, or the log would mislead. */
+                log_info("Peer connections come through the listening socket systemd passed (socket activation); "
+                         "[Peer] Listen= is not used.");
+        } else {
                 if (!address || !address[0] || streq(address, "none"))
                         return 0;
                 r = peer_listen(address, &e->listen_fd);

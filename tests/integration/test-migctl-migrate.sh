@@ -34,6 +34,14 @@ EOC
         start_bus
         EXTRA_PIDS="$EXTRA_PIDS $BUS_PID"
         BUS_PID=
+        if [ -n "${SOCKET_ACTIVATED:-}" ]; then
+                # As migd.socket does: the port is listened on now, migd starts with the first connection.
+                env "$@" systemd-socket-activate -l "127.0.0.1:$port" -- "$MIGD" --config "$T/$name/migd.conf" \
+                        --bus "$ADDR" --state-dir "$T/$name/state" >"$T/$name/migd.log" 2>&1 &
+                EXTRA_PIDS="$EXTRA_PIDS $!"
+                eval "ADDR_$name=\$ADDR"
+                return 0
+        fi
         env "$@" "$MIGD" --config "$T/$name/migd.conf" --bus "$ADDR" --state-dir "$T/$name/state" \
                 >"$T/$name/migd.log" 2>&1 &
         EXTRA_PIDS="$EXTRA_PIDS $!"
@@ -282,6 +290,30 @@ expect_eq "completion: policies from the daemon" "stop-window qemu-compatible ea
         "$(complete_words "$MIGCTL" --bus "$ADDR_hosta" migrate gpu0 --policy "")"
 expect_eq "completion: resolve's options" "--commit" "$(complete_words "$MIGCTL" resolve x --c)"
 expect_eq "completion: --precopy values" "off auto required" "$(complete_words "$MIGCTL" migrate gpu0 --precopy "")"
+
+# --- socket activation, as units/migd.socket does it: the first peer connection starts host B's migd ---
+stop_hosts
+rm -rf "$T/hosta" "$T/hostb"
+PORT_A=$((PEER_PORT + 2 * n_restarts))
+PORT_B=$((PORT_A + 1))
+n_restarts=$((n_restarts + 1))
+start_host hosta "$PORT_A"
+SOCKET_ACTIVATED=1 start_host hostb "$PORT_B"
+for _ in $(seq 100); do
+        ss -ltnH "sport = :$PORT_B" 2>/dev/null | grep -q . && break
+        sleep 0.05
+done
+ADDR=$ADDR_hostb
+if name_owned; then
+        not_ok "socket activation: no migd on host B before a peer connects"
+else
+        ok "socket activation: no migd on host B before a peer connects"
+fi
+out=$(a migrate gpu0 --to "127.0.0.1:$PORT_B" 2>&1)
+expect_eq "socket activation: the migration whose connection starts migd succeeds" 0 "$?"
+check "socket activation: host B's migd owns its name now" name_owned
+expect_contains "socket activation: migd says where its peers come from" \
+        "come through the listening socket systemd passed (socket activation)" "$(cat "$T/hostb/migd.log")"
 
 stop_hosts
 finish
