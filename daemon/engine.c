@@ -658,7 +658,6 @@ static void handle_irq_watch(Engine *e, struct json_object *u) {
 
 static void handle_device_state(Engine *e, struct json_object *u) {
         Device *d = manager_find_device(e->manager, jstr(u, "device"));
-
         MigState new_state = json_object_get_int(json_object_object_get(u, "new"));
 
         if (d && d->saved_on_state_changed)
@@ -938,15 +937,20 @@ int engine_listen(Engine *e) {
         return sd_event_add_io(e->manager->event, &e->listen_source, e->listen_fd, EPOLLIN, on_peer_connection, e);
 }
 
-const char *engine_resolve_answer(Engine *e, const char *migration_id) {
+/* A journal record as a peer names it; NULL when there is none (or the name could escape the directory). */
+static struct json_object *journal_record_for_peer(Engine *e, const char *migration_id) {
         _cleanup_free_ char *path = NULL;
-        _cleanup_json_ struct json_object *record = NULL;
+
+        if (!migration_id || strchr(migration_id, '/') || asprintf(&path, "%s/%s.json", e->journal_dir, migration_id) < 0)
+                return NULL;
+        return json_object_from_file(path);
+}
+
+const char *engine_resolve_answer(Engine *e, const char *migration_id) {
+        _cleanup_json_ struct json_object *record = journal_record_for_peer(e, migration_id);
         const char *decision;
         bool live;
 
-        if (!migration_id || strchr(migration_id, '/') || asprintf(&path, "%s/%s.json", e->journal_dir, migration_id) < 0)
-                return "abort";
-        record = json_object_from_file(path);
         decision = record ? jstr(record, "decision") : NULL;
         if (decision && streq(decision, "commit"))
                 return "commit";
@@ -960,12 +964,8 @@ const char *engine_resolve_answer(Engine *e, const char *migration_id) {
 }
 
 void engine_forget(Engine *e, const char *migration_id) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_json_ struct json_object *record = NULL;
+        _cleanup_json_ struct json_object *record = journal_record_for_peer(e, migration_id);
 
-        if (!migration_id || strchr(migration_id, '/') || asprintf(&path, "%s/%s.json", e->journal_dir, migration_id) < 0)
-                return;
-        record = json_object_from_file(path);
         /* Only a finished commit: a live record is the authority a source may still need. */
         if (record && streq_ptr(jstr(record, "role"), "destination") && streq_ptr(jstr(record, "decision"), "commit") &&
             json_object_get_boolean(json_object_object_get(record, "done")))
