@@ -138,37 +138,22 @@ static void run_phase(Run *r, MigPhase phase) {
         run_test_pause(r, phase);
 }
 
-static int run_fail(Run *r, int error, const char *format, ...) _printf_(3, 4);
 static int run_fail_as(Run *r, const char *error_name, int error, const char *format, ...) _printf_(4, 5);
+/* A failure without a name of its own: the Migration's ErrorName will be MigrationFailed. */
+#define run_fail(r, error, ...) run_fail_as((r), NULL, (error), __VA_ARGS__)
 
-/* Keeps the first failure: later ones are usually its consequences. */
-static int run_failv(Run *r, const char *error_name, int error, const char *format, va_list ap) {
+/* Keeps the first failure: later ones are usually its consequences. error_name is what programs see as the
+ * Migration's ErrorName (migctl's exit code comes from it). */
+static int run_fail_as(Run *r, const char *error_name, int error, const char *format, ...) {
+        va_list ap;
+
         if (r->error[0] == '\0') {
+                va_start(ap, format);
                 vsnprintf(r->error, sizeof(r->error), format, ap);
+                va_end(ap);
                 r->error_name = error_name;
         }
         return error < 0 ? error : -EIO;
-}
-
-static int run_fail(Run *r, int error, const char *format, ...) {
-        va_list ap;
-        int q;
-
-        va_start(ap, format);
-        q = run_failv(r, NULL, error, format, ap);
-        va_end(ap);
-        return q;
-}
-
-/* With the name programs see as the Migration's ErrorName (migctl's exit code comes from it). */
-static int run_fail_as(Run *r, const char *error_name, int error, const char *format, ...) {
-        va_list ap;
-        int q;
-
-        va_start(ap, format);
-        q = run_failv(r, error_name, error, format, ap);
-        va_end(ap);
-        return q;
 }
 
 /* The peer's error code (an error message's "code") as one of our names; anything else is generic. */
