@@ -601,6 +601,23 @@ static const char *run_query_decision(Run *r) {
         return "unknown";
 }
 
+/* Both sides' commit point: fsync'd in the journal, then past it for Cancel and in the timeline. */
+static int run_record_commit(Run *r) {
+        struct json_object *ev;
+        int q;
+
+        run_journal_phase(r, MIG_PHASE_COMMIT);
+        q = run_journal_save(r, "commit");
+        if (q < 0)
+                return q;
+        atomic_store(&r->past_commit, true);
+        ev = run_event_new(r, "commit");
+        json_object_object_add(ev, "decision", json_object_new_string("commit"));
+        run_emit(r, ev);
+        post_simple(r, "past-commit", NULL, NULL);
+        return 0;
+}
+
 /* Source commit point: the decision is durable before the destination hears it. */
 static int run_source_commit(Run *r) {
         struct json_object *ev;
@@ -613,15 +630,9 @@ static int run_source_commit(Run *r) {
                 return q;
         if (atomic_load(&r->cancel))
                 return run_fail(r, -ECANCELED, "cancelled");
-        run_journal_phase(r, MIG_PHASE_COMMIT);
-        q = run_journal_save(r, "commit");
+        q = run_record_commit(r);
         if (q < 0)
                 return q;
-        atomic_store(&r->past_commit, true);
-        ev = run_event_new(r, "commit");
-        json_object_object_add(ev, "decision", json_object_new_string("commit"));
-        run_emit(r, ev);
-        post_simple(r, "past-commit", NULL, NULL);
 
         if (run_send(r, message_new(r, "commit"), MIG_PHASE_COMMIT) >= 0 &&
             run_expect(r, "committed", MIG_PHASE_COMMIT, NULL) >= 0)
@@ -646,7 +657,6 @@ static int run_source_commit(Run *r) {
 }
 
 static int run_destination_commit(Run *r) {
-        struct json_object *ev;
         int q;
 
         run_phase(r, MIG_PHASE_COMMIT);
@@ -656,15 +666,9 @@ static int run_destination_commit(Run *r) {
         q = run_expect(r, "commit", MIG_PHASE_COMMIT, NULL);
         if (q < 0)
                 return q;
-        run_journal_phase(r, MIG_PHASE_COMMIT);
-        q = run_journal_save(r, "commit");
+        q = run_record_commit(r);
         if (q < 0)
                 return q;
-        atomic_store(&r->past_commit, true);
-        ev = run_event_new(r, "commit");
-        json_object_object_add(ev, "decision", json_object_new_string("commit"));
-        run_emit(r, ev);
-        post_simple(r, "past-commit", NULL, NULL);
         /* The device is ours now whatever happens to the link: a lost "committed" only costs the source a query. */
         (void) run_send(r, message_new(r, "committed"), MIG_PHASE_COMMIT);
         return 0;
