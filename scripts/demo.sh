@@ -3,6 +3,8 @@
 # The main job on the embedded default: two hosts on private buses migrate simulated devices, no root needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=/dev/null
+. tests/lib/private-bus.sh
 
 ./scripts/install-deps.sh
 builddir=${MIGD_DEMO_BUILDDIR:-build-demo}
@@ -32,16 +34,7 @@ free_port() {
 start_host() {
     local name=$1 port=$2 devices=$3 dir="$run/$1"
     mkdir -p "$dir"
-    cat > "$dir/bus.conf" <<EOF
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$dir/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/><allow user="*"/>
-  </policy>
-</busconfig>
-EOF
+    private_bus_config "unix:path=$dir/bus" > "$dir/bus.conf"
     cat > "$dir/migd.conf" <<EOF
 [Daemon]
 PolicyDirectory=$dir/policy.d

@@ -10,6 +10,8 @@ MIGD=$MIGD_BUILD_ROOT/daemon/migd
 MIGCTL=$MIGD_BUILD_ROOT/client/migctl
 TCP_COPY=$MIGD_BUILD_ROOT/tests/bench/tcp-copy
 SHA256_RATE=$MIGD_BUILD_ROOT/tests/bench/sha256-rate
+# shellcheck source=/dev/null
+. "$MIGD_SOURCE_ROOT/tests/lib/private-bus.sh"
 SIZE=${MIGD_BENCH_SIZE:-1073741824}
 RUNS=${MIGD_BENCH_RUNS:-3}
 
@@ -31,11 +33,7 @@ free_port() {
 start_host() {
     local name=$1 port=$2 insecure=$3 certs=$4 devices=$5 dir=$T/$1
     mkdir -p "$dir"
-    cat >"$dir/bus.conf" <<EOF
-<busconfig><type>session</type><listen>unix:path=$dir/bus</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
-<allow own="*"/><allow user="*"/></policy></busconfig>
-EOF
+    private_bus_config "unix:path=$dir/bus" >"$dir/bus.conf"
     cat >"$dir/migd.conf" <<EOF
 [Daemon]
 PolicyDirectory=$dir/none

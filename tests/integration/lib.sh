@@ -31,6 +31,7 @@ trap cleanup EXIT
 
 # shellcheck source=/dev/null
 . "$MIGD_SOURCE_ROOT/tests/lib/tap.sh"
+. "$MIGD_SOURCE_ROOT/tests/lib/private-bus.sh"
 
 finish() {
         echo "1..$tap_n"
@@ -46,21 +47,7 @@ as_nobody() {
 }
 
 start_bus() {
-        cat >"$T/bus.conf" <<EOB
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir=$T</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-EOB
+        private_bus_config "unix:dir=$T" >"$T/bus.conf"
         dbus-daemon --config-file="$T/bus.conf" --nofork --print-address=3 3>"$T/bus.addr" 2>"$T/bus.log" &
         BUS_PID=$!
         for _ in $(seq 100); do

@@ -29,6 +29,7 @@ HOSTS_MODE=loopback
 # ---- TAP ----
 # shellcheck source=/dev/null
 . "$MIGD_SOURCE_ROOT/tests/lib/tap.sh"
+. "$MIGD_SOURCE_ROOT/tests/lib/private-bus.sh"
 
 # expect_ok DESCRIPTION COMMAND...: a TAP line from the exit status; the command's output becomes diagnostics on failure.
 expect_ok() {
@@ -184,21 +185,7 @@ bus() {
 
 start_bus() {
         local h=$1
-        cat >"$T/$h/bus.conf" <<EOB
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$T/$h/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-EOB
+        private_bus_config "unix:path=$T/$h/bus" >"$T/$h/bus.conf"
         dbus-daemon --config-file="$T/$h/bus.conf" --nofork --print-address=3 3>"$T/$h/bus.addr" \
                 2>"$T/$h/bus.log" &
         H_BUS_PID[$h]=$!

@@ -2,6 +2,8 @@
 # Helpers for VM scenarios: TAP lines for the host-side runner, buses, migds, mtty devices and their registers.
 MIGD="$MIGD_BUILD_ROOT/daemon/migd"
 MIGCTL="$MIGD_BUILD_ROOT/client/migctl"
+# shellcheck source=/dev/null
+. "$MIGD_SOURCE_ROOT/tests/lib/private-bus.sh"
 PIDS=()
 
 # Lines the runner picks out of the console: "@@TAP ok DESCRIPTION", "@@TAP not ok ...", "@@TAP skip ... # why".
@@ -42,18 +44,7 @@ new_mtty() {
 start_bus() {
         local dir=/tmp/bus-$1
         mkdir -p "$dir"
-        cat >"$dir/bus.conf" <<EOB
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir=$dir</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/><allow user="*"/>
-  </policy>
-</busconfig>
-EOB
+        private_bus_config "unix:dir=$dir" >"$dir/bus.conf"
         dbus-daemon --config-file="$dir/bus.conf" --nofork --print-address=3 3>"$dir/addr" 2>"$dir/log" &
         PIDS+=($!)
         for _ in $(seq 200); do
